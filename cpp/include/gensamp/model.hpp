@@ -1,0 +1,104 @@
+// Score models the samplers can drive: an MLP over exported weights, or an exact Gaussian
+// mixture. Chains are processed in tiles; inside a tile the state is feature-major
+// ([dim][width], width a multiple of kLane) so that the matrix kernels vectorise across chains.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace gensamp {
+
+constexpr int kLane = 16;  // tile widths are padded to this many chains (one AVX-512 register)
+
+enum class Act { identity, relu, leaky_relu, elu, silu, softplus, tanh, sigmoid, gelu, gelu_tanh };
+enum class SigmaInput { none, sigma, log_sigma };
+
+Act parse_act(const std::string& name);          // throws std::invalid_argument
+SigmaInput parse_sigma_input(const std::string& name);
+
+// Per-thread scratch memory, allocated once before a run.
+struct Workspace {
+  virtual ~Workspace() = default;
+};
+
+class ScoreModel {
+ public:
+  virtual ~ScoreModel() = default;
+  virtual int dim() const = 0;  // d: the chain state's width
+  // Precomputes everything that depends on the noise level, once per run. Not thread-safe;
+  // `score` is const and may then be called concurrently with distinct workspaces.
+  virtual void prepare(const std::vector<double>& sigmas) = 0;
+  virtual std::unique_ptr<Workspace> workspace(int width) const = 0;
+  // out[i*width + c] = score of chain c at level `level` (normalised coordinates).
+  virtual void score(const float* x, int width, int level, float* out, Workspace& ws) const = 0;
+  // Affine map between data space and the model's coordinates: u = (x - shift) / scale.
+  virtual const float* shift() const { return nullptr; }
+  virtual const float* scale() const { return nullptr; }
+};
+
+struct Dense {
+  int in = 0, out = 0;
+  std::vector<float> W;  // [out][in], row-major (torch's nn.Linear layout)
+  std::vector<float> b;  // [out]
+};
+
+struct MlpSpec {
+  std::vector<Dense> layers;
+  std::vector<Act> acts;  // one per hidden layer: acts.size() == layers.size() - 1
+  SigmaInput sigma_input = SigmaInput::none;
+  bool divide_by_sigma = false;
+  std::vector<float> shift, scale;  // empty = identity normalisation
+};
+
+class Mlp final : public ScoreModel {
+ public:
+  explicit Mlp(MlpSpec spec);  // validates shapes; throws std::invalid_argument
+  int dim() const override { return d_; }
+  int input_dim() const { return spec_.layers.front().in; }
+  int output_dim() const { return spec_.layers.back().out; }
+  int max_width() const { return max_width_; }
+  const MlpSpec& spec() const { return spec_; }
+  void prepare(const std::vector<double>& sigmas) override;
+  std::unique_ptr<Workspace> workspace(int width) const override;
+  void score(const float* x, int width, int level, float* out, Workspace& ws) const override;
+  // Raw network on a tile: x is [input_dim][width] including any sigma column the caller
+  // appended; out is [output_dim][width]. Used by the VAE decoder and by the parity tests.
+  void forward(const float* x, int width, float* out, Workspace& ws) const;
+  const float* shift() const override { return spec_.shift.empty() ? nullptr : spec_.shift.data(); }
+  const float* scale() const override { return spec_.scale.empty() ? nullptr : spec_.scale.data(); }
+  double flops_per_eval() const;  // multiply-adds x 2 of one chain's forward pass
+
+ private:
+  void forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,
+                    Workspace& ws) const;
+  MlpSpec spec_;
+  int d_ = 0, max_width_ = 0;
+  std::vector<float> w0_data_;    // W0 without its sigma column (noise-conditional nets)
+  std::vector<float> sigma_col_;  // that column
+  std::vector<std::vector<float>> level_bias0_;  // first-layer bias with the sigma column folded in
+  std::vector<float> level_out_scale_;           // 1/sigma when divide_by_sigma, else 1
+};
+
+// Exact score of sum_k w_k N(mu_k, Sigma_k + sigma^2 I); Sigma_k diagonal or full.
+class Mixture final : public ScoreModel {
+ public:
+  // weights [K] (positive, normalised here), means [K*d]; exactly one of variances [K*d]
+  // (diagonal) or covs [K*d*d] (full, symmetric positive definite) is non-empty.
+  Mixture(std::vector<double> weights, std::vector<double> means, int d,
+          std::vector<double> variances, std::vector<double> covs);
+  int dim() const override { return d_; }
+  void prepare(const std::vector<double>& sigmas) override;
+  std::unique_ptr<Workspace> workspace(int width) const override;
+  void score(const float* x, int width, int level, float* out, Workspace& ws) const override;
+
+ private:
+  int K_, d_;
+  bool full_;
+  std::vector<double> logw_, means_, vars_, covs_;
+  // Per level: diagonal -> inverse variances [K*d]; full -> Cholesky factors [K*d*d] (lower).
+  std::vector<std::vector<double>> prec_;
+  std::vector<std::vector<double>> logdet_;  // per level, [K]
+};
+
+}  // namespace gensamp

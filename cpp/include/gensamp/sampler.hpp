@@ -1,0 +1,59 @@
+// The samplers: plain and annealed Langevin over any ScoreModel, and ancestral sampling
+// from a VAE decoder. Pure C++; the caller validates arguments (see the binding layer).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "gensamp/model.hpp"
+
+namespace gensamp {
+
+struct RunOptions {
+  uint64_t seed = 0;
+  int threads = 1;        // >= 1
+  int tile = 64;          // chains per tile (rounded up to kLane)
+  int record_every = 0;   // 0: no trajectory
+  bool denoise = false;   // final Tweedie step x + sigma_L^2 s(x, sigma_L)
+  // Called now and then from the thread that started the run, never concurrently; returning
+  // true cancels the run (used for Ctrl-C). May be empty.
+  std::function<bool()> poll;
+};
+
+struct Schedule {
+  std::vector<double> sigmas;  // levels; plain Langevin uses one level
+  std::vector<double> alphas;  // step size per level
+  int T = 1;                   // steps per level
+  long total_steps() const { return long(sigmas.size()) * T; }
+};
+
+// Algorithm 1 of Song & Ermon (2019): alpha_i = eps * sigma_i^2 / sigma_L^2.
+Schedule annealed_schedule(const std::vector<double>& sigmas, double eps, int T);
+// Plain Langevin at one (possibly zero) noise level: alpha = eps.
+Schedule plain_schedule(double sigma, double eps, int T);
+
+struct RunResult {
+  bool cancelled = false;
+  std::vector<int64_t> diverged;  // chains whose final state is not finite
+};
+
+// x: [n][d] row-major, data space. On entry holds x0 unless init_std > 0, in which case the
+// initial state is u0 = init_std * z(seed, j, kInitStep) in model coordinates. On exit holds
+// the final state. traj: [n_records][n][d], n_records = total_steps / record_every.
+RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, float* x,
+                       double init_std, float* traj, const RunOptions& opt);
+
+// decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
+// x: [n][d] output in data space.
+RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt);
+
+}  // namespace gensamp
+
+namespace gensamp {
+// After fork() in a process whose parent already used OpenMP, GNU libgomp's thread pool is
+// unusable in the child (a parallel region there deadlocks). The binding layer calls this from
+// a pthread_atfork child handler; if the parent had run a parallel region, every later run in
+// the child uses the serial path (same results: they never depend on the thread count).
+void note_fork_child();
+bool openmp_disabled();
+}  // namespace gensamp

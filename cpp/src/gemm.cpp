@@ -1,0 +1,153 @@
+#include "gensamp/gemm.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define GENSAMP_X86 1
+#endif
+
+namespace gensamp {
+
+void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
+                  int width) {
+  for (int o = 0; o < out; ++o) {
+    const float* w = W + long(o) * in;
+    float* y = Y + long(o) * width;
+    for (int c = 0; c < width; ++c) y[c] = b[o];
+    for (int k = 0; k < in; ++k) {
+      const float wk = w[k];
+      const float* x = X + long(k) * width;
+      for (int c = 0; c < width; ++c) y[c] = std::fma(wk, x[c], y[c]);
+    }
+  }
+}
+
+#ifdef GENSAMP_X86
+// Register blocking: R output rows x NB vectors of chains held in accumulators while k runs.
+// Per k step: NB loads of X, R broadcasts of W, R*NB FMAs.
+
+template <int R, int NB>
+__attribute__((target("avx512f"))) static inline void block512(const float* W, const float* b,
+                                                               int in, const float* X, float* Y,
+                                                               int width, int o, int c) {
+  __m512 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NB; ++v) acc[r][v] = _mm512_set1_ps(b[o + r]);
+  const float* xk = X + c;
+  const float* w0 = W + long(o) * in;
+  for (int k = 0; k < in; ++k, xk += width) {
+    __m512 xv[NB];
+    for (int v = 0; v < NB; ++v) xv[v] = _mm512_loadu_ps(xk + 16 * v);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wb = _mm512_set1_ps(w0[long(r) * in + k]);
+      for (int v = 0; v < NB; ++v) acc[r][v] = _mm512_fmadd_ps(wb, xv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NB; ++v) _mm512_storeu_ps(Y + long(o + r) * width + c + 16 * v, acc[r][v]);
+}
+
+template <int NB>
+__attribute__((target("avx512f"))) static void rows512(const float* W, const float* b, int out,
+                                                       int in, const float* X, float* Y, int width,
+                                                       int c) {
+  int o = 0;
+  for (; o + 6 <= out; o += 6) block512<6, NB>(W, b, in, X, Y, width, o, c);
+  switch (out - o) {
+    case 5: block512<5, NB>(W, b, in, X, Y, width, o, c); break;
+    case 4: block512<4, NB>(W, b, in, X, Y, width, o, c); break;
+    case 3: block512<3, NB>(W, b, in, X, Y, width, o, c); break;
+    case 2: block512<2, NB>(W, b, in, X, Y, width, o, c); break;
+    case 1: block512<1, NB>(W, b, in, X, Y, width, o, c); break;
+    default: break;
+  }
+}
+
+__attribute__((target("avx512f"))) static void layer_avx512(const float* W, const float* b,
+                                                            int out, int in, const float* X,
+                                                            float* Y, int width) {
+  int c = 0;
+  for (; c + 64 <= width; c += 64) rows512<4>(W, b, out, in, X, Y, width, c);
+  switch ((width - c) / 16) {
+    case 3: rows512<3>(W, b, out, in, X, Y, width, c); break;
+    case 2: rows512<2>(W, b, out, in, X, Y, width, c); break;
+    case 1: rows512<1>(W, b, out, in, X, Y, width, c); break;
+    default: break;
+  }
+}
+
+template <int R, int NB>
+__attribute__((target("avx2,fma"))) static inline void block256(const float* W, const float* b,
+                                                                int in, const float* X, float* Y,
+                                                                int width, int o, int c) {
+  __m256 acc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NB; ++v) acc[r][v] = _mm256_set1_ps(b[o + r]);
+  const float* xk = X + c;
+  const float* w0 = W + long(o) * in;
+  for (int k = 0; k < in; ++k, xk += width) {
+    __m256 xv[NB];
+    for (int v = 0; v < NB; ++v) xv[v] = _mm256_loadu_ps(xk + 8 * v);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wb = _mm256_set1_ps(w0[long(r) * in + k]);
+      for (int v = 0; v < NB; ++v) acc[r][v] = _mm256_fmadd_ps(wb, xv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NB; ++v) _mm256_storeu_ps(Y + long(o + r) * width + c + 8 * v, acc[r][v]);
+}
+
+__attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const float* b, int out,
+                                                           int in, const float* X, float* Y,
+                                                           int width) {
+  // width is a multiple of kLane = 16: two ymm vectors per step of c.
+  for (int c = 0; c < width; c += 16) {
+    int o = 0;
+    for (; o + 6 <= out; o += 6) block256<6, 2>(W, b, in, X, Y, width, o, c);
+    switch (out - o) {
+      case 5: block256<5, 2>(W, b, in, X, Y, width, o, c); break;
+      case 4: block256<4, 2>(W, b, in, X, Y, width, o, c); break;
+      case 3: block256<3, 2>(W, b, in, X, Y, width, o, c); break;
+      case 2: block256<2, 2>(W, b, in, X, Y, width, o, c); break;
+      case 1: block256<1, 2>(W, b, in, X, Y, width, o, c); break;
+      default: break;
+    }
+  }
+}
+#endif
+
+namespace {
+struct Choice {
+  LayerKernel fn;
+  const char* name;
+};
+
+Choice choose() {
+  const char* env = std::getenv("GENSAMP_SIMD");
+  const bool force_scalar = env && std::strcmp(env, "scalar") == 0;
+  const bool cap_avx2 = env && std::strcmp(env, "avx2") == 0;
+#ifdef GENSAMP_X86
+  __builtin_cpu_init();
+  if (!force_scalar && !cap_avx2 && __builtin_cpu_supports("avx512f"))
+    return {layer_avx512, "avx512"};
+  if (!force_scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {layer_avx2, "avx2"};
+#endif
+  (void)cap_avx2;
+  (void)force_scalar;
+  return {layer_scalar, "scalar"};
+}
+
+const Choice& choice() {
+  static const Choice c = choose();
+  return c;
+}
+}  // namespace
+
+LayerKernel layer_kernel() { return choice().fn; }
+const char* simd_level() { return choice().name; }
+
+}  // namespace gensamp

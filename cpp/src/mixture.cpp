@@ -1,0 +1,134 @@
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "gensamp/model.hpp"
+
+namespace gensamp {
+
+namespace {
+struct MixWs final : Workspace {
+  std::vector<double> x, diff, m, logp;
+};
+}  // namespace
+
+Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
+                 std::vector<double> variances, std::vector<double> covs)
+    : K_(int(weights.size())), d_(d), full_(!covs.empty()), means_(std::move(means)),
+      vars_(std::move(variances)), covs_(std::move(covs)) {
+  if (K_ < 1 || d_ < 1) throw std::invalid_argument("mixture needs K >= 1 components and d >= 1");
+  if (means_.size() != size_t(K_) * d_) throw std::invalid_argument("means must be [K, d]");
+  if (full_ == !vars_.empty())
+    throw std::invalid_argument("give exactly one of variances [K, d] or covariances [K, d, d]");
+  if (!full_ && vars_.size() != size_t(K_) * d_)
+    throw std::invalid_argument("variances must be [K, d]");
+  if (full_ && covs_.size() != size_t(K_) * d_ * d_)
+    throw std::invalid_argument("covariances must be [K, d, d]");
+  double tot = 0;
+  for (double w : weights) {
+    if (!(w > 0) || !std::isfinite(w)) throw std::invalid_argument("weights must be positive");
+    tot += w;
+  }
+  for (double w : weights) logw_.push_back(std::log(w / tot));
+}
+
+void Mixture::prepare(const std::vector<double>& sigmas) {
+  prec_.assign(sigmas.size(), {});
+  logdet_.assign(sigmas.size(), std::vector<double>(K_));
+  for (size_t l = 0; l < sigmas.size(); ++l) {
+    const double s2 = sigmas[l] * sigmas[l];
+    auto& P = prec_[l];
+    if (!full_) {
+      P.resize(size_t(K_) * d_);
+      for (int k = 0; k < K_; ++k) {
+        double ld = 0;
+        for (int i = 0; i < d_; ++i) {
+          const double v = vars_[size_t(k) * d_ + i] + s2;
+          P[size_t(k) * d_ + i] = 1.0 / v;
+          ld += std::log(v);
+        }
+        logdet_[l][k] = ld;
+      }
+      continue;
+    }
+    // Cholesky factor of Sigma_k + sigma^2 I, lower triangle, row-major.
+    P.assign(size_t(K_) * d_ * d_, 0.0);
+    for (int k = 0; k < K_; ++k) {
+      const double* C = covs_.data() + size_t(k) * d_ * d_;
+      double* Lk = P.data() + size_t(k) * d_ * d_;
+      double ld = 0;
+      for (int i = 0; i < d_; ++i)
+        for (int j = 0; j <= i; ++j) {
+          double acc = C[i * d_ + j] + (i == j ? s2 : 0.0);
+          for (int p = 0; p < j; ++p) acc -= Lk[i * d_ + p] * Lk[j * d_ + p];
+          if (i == j) {
+            if (!(acc > 0)) throw std::invalid_argument("covariance is not positive definite");
+            Lk[i * d_ + i] = std::sqrt(acc);
+            ld += 2.0 * std::log(Lk[i * d_ + i]);
+          } else {
+            Lk[i * d_ + j] = acc / Lk[j * d_ + j];
+          }
+        }
+      logdet_[l][k] = ld;
+    }
+  }
+}
+
+std::unique_ptr<Workspace> Mixture::workspace(int) const {
+  auto ws = std::make_unique<MixWs>();
+  ws->x.resize(d_);
+  ws->diff.resize(d_);
+  ws->m.resize(size_t(K_) * d_);
+  ws->logp.resize(K_);
+  return ws;
+}
+
+// score(x) = -sum_k r_k(x) P_k (x - mu_k), r = softmax_k(log w_k + log N(x; mu_k, S_k)),
+// evaluated in double with a max-shifted softmax so far-away chains get a finite score.
+void Mixture::score(const float* xt, int width, int level, float* out, Workspace& wsb) const {
+  auto& ws = static_cast<MixWs&>(wsb);
+  const auto& P = prec_[level];
+  const auto& LD = logdet_[level];
+  for (int c = 0; c < width; ++c) {
+    for (int i = 0; i < d_; ++i) ws.x[i] = xt[long(i) * width + c];
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int k = 0; k < K_; ++k) {
+      const double* mu = means_.data() + size_t(k) * d_;
+      double* m = ws.m.data() + size_t(k) * d_;
+      double quad = 0;
+      if (!full_) {
+        const double* p = P.data() + size_t(k) * d_;
+        for (int i = 0; i < d_; ++i) {
+          const double df = ws.x[i] - mu[i];
+          m[i] = df * p[i];
+          quad += df * m[i];
+        }
+      } else {
+        const double* Lk = P.data() + size_t(k) * d_ * d_;
+        double* y = ws.diff.data();
+        for (int i = 0; i < d_; ++i) {  // L y = x - mu
+          double acc = ws.x[i] - mu[i];
+          for (int p = 0; p < i; ++p) acc -= Lk[i * d_ + p] * y[p];
+          y[i] = acc / Lk[i * d_ + i];
+          quad += y[i] * y[i];
+        }
+        for (int i = d_ - 1; i >= 0; --i) {  // L^T m = y
+          double acc = y[i];
+          for (int p = i + 1; p < d_; ++p) acc -= Lk[p * d_ + i] * m[p];
+          m[i] = acc / Lk[i * d_ + i];
+        }
+      }
+      ws.logp[k] = logw_[k] - 0.5 * LD[k] - 0.5 * quad;
+      if (ws.logp[k] > mx) mx = ws.logp[k];
+    }
+    double z = 0;
+    for (int k = 0; k < K_; ++k) z += (ws.logp[k] = std::exp(ws.logp[k] - mx));
+    for (int i = 0; i < d_; ++i) {
+      double s = 0;
+      for (int k = 0; k < K_; ++k) s -= ws.logp[k] * ws.m[size_t(k) * d_ + i];
+      out[long(i) * width + c] = float(s / z);
+    }
+  }
+}
+
+}  // namespace gensamp

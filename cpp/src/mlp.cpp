@@ -1,0 +1,169 @@
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "gensamp/gemm.hpp"
+#include "gensamp/model.hpp"
+
+namespace gensamp {
+
+Act parse_act(const std::string& n) {
+  if (n == "identity") return Act::identity;
+  if (n == "relu") return Act::relu;
+  if (n == "leaky_relu") return Act::leaky_relu;
+  if (n == "elu") return Act::elu;
+  if (n == "silu") return Act::silu;
+  if (n == "softplus") return Act::softplus;
+  if (n == "tanh") return Act::tanh;
+  if (n == "sigmoid") return Act::sigmoid;
+  if (n == "gelu") return Act::gelu;
+  if (n == "gelu_tanh") return Act::gelu_tanh;
+  throw std::invalid_argument("unknown activation '" + n + "'");
+}
+
+SigmaInput parse_sigma_input(const std::string& n) {
+  if (n == "none") return SigmaInput::none;
+  if (n == "sigma") return SigmaInput::sigma;
+  if (n == "log_sigma") return SigmaInput::log_sigma;
+  throw std::invalid_argument("unknown sigma_input '" + n + "' (expected none, sigma or log_sigma)");
+}
+
+namespace {
+
+// Same formulas as torch.nn.functional on float32 (default parameters: leaky slope 0.01,
+// elu alpha 1, softplus beta 1 threshold 20, gelu exact erf or its tanh approximation).
+void apply_act(Act a, float* y, long count) {
+  switch (a) {
+    case Act::identity: return;
+    case Act::relu:
+      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
+      return;
+    case Act::leaky_relu:
+      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : y[i] * 0.01f;
+      return;
+    case Act::elu:
+      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : std::expm1(y[i]);
+      return;
+    case Act::silu:
+      for (long i = 0; i < count; ++i) y[i] = y[i] / (1.f + std::exp(-y[i]));
+      return;
+    case Act::softplus:
+      for (long i = 0; i < count; ++i) y[i] = y[i] > 20.f ? y[i] : std::log1p(std::exp(y[i]));
+      return;
+    case Act::tanh:
+      for (long i = 0; i < count; ++i) y[i] = std::tanh(y[i]);
+      return;
+    case Act::sigmoid:
+      for (long i = 0; i < count; ++i) y[i] = 1.f / (1.f + std::exp(-y[i]));
+      return;
+    case Act::gelu:
+      for (long i = 0; i < count; ++i)
+        y[i] = 0.5f * y[i] * (1.f + std::erf(y[i] * 0.70710678118654752f));
+      return;
+    case Act::gelu_tanh:
+      for (long i = 0; i < count; ++i) {
+        const float v = y[i];
+        y[i] = 0.5f * v * (1.f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+      }
+      return;
+  }
+}
+
+struct MlpWs final : Workspace {
+  std::vector<float> a, b;
+};
+
+}  // namespace
+
+Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
+  const auto& L = spec_.layers;
+  if (L.empty()) throw std::invalid_argument("network has no layers");
+  if (spec_.acts.size() + 1 != L.size())
+    throw std::invalid_argument("need exactly one activation per hidden layer");
+  for (size_t i = 0; i < L.size(); ++i) {
+    if (L[i].in < 1 || L[i].out < 1) throw std::invalid_argument("layer with a zero dimension");
+    if (L[i].W.size() != size_t(L[i].in) * L[i].out || L[i].b.size() != size_t(L[i].out))
+      throw std::invalid_argument("layer " + std::to_string(i) + ": W/b sizes do not match");
+    if (i > 0 && L[i].in != L[i - 1].out)
+      throw std::invalid_argument("layer " + std::to_string(i) + " input does not match layer " +
+                                  std::to_string(i - 1) + " output");
+    max_width_ = std::max(max_width_, L[i].out);
+  }
+  const int extra = spec_.sigma_input == SigmaInput::none ? 0 : 1;
+  d_ = L.front().in - extra;
+  if (d_ < 1) throw std::invalid_argument("first layer has no data inputs");
+  max_width_ = std::max(max_width_, L.front().in);
+  for (const auto* v : {&spec_.shift, &spec_.scale})
+    if (!v->empty() && v->size() != size_t(d_) && v->size() != size_t(L.back().out / 2))
+      throw std::invalid_argument("normalisation has the wrong length");
+  if (extra) {
+    // Drop the sigma column from W0: it only ever multiplies a per-level constant, which
+    // prepare() folds into the bias.
+    Dense& f = spec_.layers.front();
+    std::vector<float> w(size_t(f.out) * d_);
+    for (int o = 0; o < f.out; ++o)
+      for (int k = 0; k < d_; ++k) w[size_t(o) * d_ + k] = f.W[size_t(o) * f.in + k];
+    sigma_col_.resize(f.out);
+    for (int o = 0; o < f.out; ++o) sigma_col_[o] = f.W[size_t(o) * f.in + d_];
+    w0_data_ = std::move(w);
+  }
+}
+
+double Mlp::flops_per_eval() const {
+  double f = 0;
+  for (const auto& l : spec_.layers) f += 2.0 * l.in * l.out;
+  return f;
+}
+
+void Mlp::prepare(const std::vector<double>& sigmas) {
+  const Dense& f = spec_.layers.front();
+  level_bias0_.assign(sigmas.size(), f.b);
+  level_out_scale_.assign(sigmas.size(), 1.f);
+  for (size_t l = 0; l < sigmas.size(); ++l) {
+    const double s = sigmas[l];
+    if (spec_.sigma_input != SigmaInput::none) {
+      const float feat = float(spec_.sigma_input == SigmaInput::sigma ? s : std::log(s));
+      for (int o = 0; o < f.out; ++o)
+        level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
+    }
+    if (spec_.divide_by_sigma) level_out_scale_[l] = float(1.0 / s);
+  }
+}
+
+std::unique_ptr<Workspace> Mlp::workspace(int width) const {
+  auto ws = std::make_unique<MlpWs>();
+  ws->a.assign(size_t(max_width_) * width, 0.f);
+  ws->b.assign(size_t(max_width_) * width, 0.f);
+  return ws;
+}
+
+void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,
+                       Workspace& wsb) const {
+  auto& ws = static_cast<MlpWs&>(wsb);
+  const LayerKernel kern = layer_kernel();
+  const auto& L = spec_.layers;
+  const float* W0 = in_rows == L.front().in ? L.front().W.data() : w0_data_.data();
+  const float* cur = x;
+  float* bufs[2] = {ws.a.data(), ws.b.data()};
+  for (size_t i = 0; i < L.size(); ++i) {
+    const bool last = i + 1 == L.size();
+    float* dst = last ? out : bufs[i % 2];
+    kern(i == 0 ? W0 : L[i].W.data(), i == 0 ? bias0 : L[i].b.data(), L[i].out,
+         i == 0 ? in_rows : L[i].in, cur, dst, width);
+    if (!last) apply_act(spec_.acts[i], dst, long(L[i].out) * width);
+    cur = dst;
+  }
+}
+
+void Mlp::forward(const float* x, int width, float* out, Workspace& ws) const {
+  forward_from(x, spec_.layers.front().in, spec_.layers.front().b.data(), width, out, ws);
+}
+
+void Mlp::score(const float* x, int width, int level, float* out, Workspace& ws) const {
+  forward_from(x, d_, level_bias0_[level].data(), width, out, ws);
+  const float k = level_out_scale_[level];
+  if (k != 1.f)
+    for (long i = 0, m = long(d_) * width; i < m; ++i) out[i] *= k;
+}
+
+}  // namespace gensamp

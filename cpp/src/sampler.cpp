@@ -1,0 +1,228 @@
+#include "gensamp/sampler.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <mutex>
+#include <stdexcept>
+
+#include "gensamp/philox.hpp"
+
+#ifdef GENSAMP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace gensamp {
+
+Schedule annealed_schedule(const std::vector<double>& sigmas, double eps, int T) {
+  Schedule s;
+  s.sigmas = sigmas;
+  s.T = T;
+  const double sL2 = sigmas.back() * sigmas.back();
+  for (double sg : sigmas) s.alphas.push_back(eps * sg * sg / sL2);
+  return s;
+}
+
+Schedule plain_schedule(double sigma, double eps, int T) {
+  Schedule s;
+  s.sigmas = {sigma};
+  s.alphas = {eps};
+  s.T = T;
+  return s;
+}
+
+namespace {
+std::atomic<bool> g_omp_used{false}, g_omp_disabled{false};
+}  // namespace
+
+bool openmp_disabled();
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Shared state of one run: cancellation and the first exception thrown by any thread.
+// Exceptions must never leave an OpenMP region (that terminates the process), so every tile
+// is wrapped and the exception is re-thrown after the region.
+struct RunState {
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> poll_cancelled{false};
+  std::mutex mu;
+  std::exception_ptr error;
+  Clock::time_point last_poll = Clock::now();
+
+  void fail(std::exception_ptr e) {
+    std::lock_guard<std::mutex> g(mu);
+    if (!error) error = e;
+    cancel = true;
+  }
+};
+
+// Calls opt.poll at most every 50 ms, from the thread that started the run only.
+inline void maybe_poll(const RunOptions& opt, RunState& st, bool on_caller) {
+  if (!on_caller || !opt.poll) return;
+  const auto now = Clock::now();
+  if (now - st.last_poll < std::chrono::milliseconds(50)) return;
+  st.last_poll = now;
+  if (opt.poll()) {
+    st.poll_cancelled = true;
+    st.cancel = true;
+  }
+}
+
+// Runs body(tile_index, on_caller) over all tiles, in parallel when allowed.
+template <class Body>
+void for_tiles(int64_t ntiles, int threads, RunState& st, Body body) {
+  auto guarded = [&](int64_t t, bool on_caller) {
+    if (st.cancel.load(std::memory_order_relaxed)) return;
+    try {
+      body(t, on_caller);
+    } catch (...) {
+      st.fail(std::current_exception());
+    }
+  };
+#ifdef GENSAMP_HAVE_OPENMP
+  if (threads > 1 && ntiles > 1 && !openmp_disabled()) {
+    g_omp_used = true;
+#pragma omp parallel num_threads(threads)
+    {
+      const bool on_caller = omp_get_thread_num() == 0;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t t = 0; t < ntiles; ++t) guarded(t, on_caller);
+    }
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (int64_t t = 0; t < ntiles; ++t) guarded(t, true);
+}
+
+RunResult finish(RunState& st, int64_t n, int d, const float* x) {
+  if (st.error) std::rethrow_exception(st.error);
+  RunResult r;
+  r.cancelled = st.poll_cancelled;
+  if (r.cancelled) return r;
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < d; ++i)
+      if (!std::isfinite(x[j * d + i])) {
+        r.diverged.push_back(j);
+        break;
+      }
+  return r;
+}
+
+inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
+
+}  // namespace
+
+bool openmp_disabled() { return g_omp_disabled.load(); }
+void note_fork_child() {
+  if (g_omp_used.load()) g_omp_disabled = true;
+}
+
+RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, float* x,
+                       double init_std, float* traj, const RunOptions& opt) {
+  model.prepare(sched.sigmas);
+  const int d = model.dim();
+  const int tile = round_up(std::max(opt.tile, kLane), kLane);
+  const int64_t ntiles = (n + tile - 1) / tile;
+  const float* shift = model.shift();
+  const float* scale = model.scale();
+  const long nlev = long(sched.sigmas.size());
+  const long total = sched.total_steps();
+  RunState st;
+
+  for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
+    const int64_t j0 = ti * tile;
+    const int w = int(std::min<int64_t>(tile, n - j0));
+    const int width = round_up(w, kLane);
+    // Per-tile buffers; the step loop below allocates nothing.
+    std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width), z(size_t(d) * width, 0.f);
+    auto ws = model.workspace(width);
+    auto to_data = [&](int i, float v) { return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f); };
+
+    if (init_std > 0) {
+      for (int c = 0; c < w; ++c) chain_normals(opt.seed, uint64_t(j0 + c), kInitStep, d, &u[c], width);
+      const float k = float(init_std);
+      for (int i = 0; i < d; ++i)
+        for (int c = 0; c < w; ++c) u[size_t(i) * width + c] *= k;
+    } else {
+      for (int c = 0; c < w; ++c)
+        for (int i = 0; i < d; ++i) {
+          const float v = x[(j0 + c) * d + i];
+          u[size_t(i) * width + c] = (v - (shift ? shift[i] : 0.f)) / (scale ? scale[i] : 1.f);
+        }
+    }
+
+    long gstep = 0;
+    for (long l = 0; l < nlev; ++l) {
+      const float half = float(sched.alphas[l] / 2.0);
+      const float root = float(std::sqrt(sched.alphas[l]));
+      for (int t = 0; t < sched.T; ++t, ++gstep) {
+        if (st.cancel.load(std::memory_order_relaxed)) return;
+        model.score(u.data(), width, int(l), s.data(), *ws);
+        for (int c = 0; c < w; ++c) chain_normals(opt.seed, uint64_t(j0 + c), uint32_t(gstep), d, &z[c], width);
+        // x <- x + (alpha/2) s(x, sigma) + sqrt(alpha) z   (the seed deck's convention)
+        for (int i = 0; i < d; ++i) {
+          float* ui = &u[size_t(i) * width];
+          const float* si = &s[size_t(i) * width];
+          const float* zi = &z[size_t(i) * width];
+          for (int c = 0; c < w; ++c) ui[c] = (ui[c] + half * si[c]) + root * zi[c];
+        }
+        if (opt.record_every > 0 && (gstep + 1) % opt.record_every == 0) {
+          float* dst = traj + ((gstep + 1) / opt.record_every - 1) * n * d;
+          for (int c = 0; c < w; ++c)
+            for (int i = 0; i < d; ++i) dst[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
+        }
+        maybe_poll(opt, st, on_caller);
+      }
+    }
+    (void)total;
+    if (opt.denoise) {  // Tweedie: E[x | x~] = x~ + sigma_L^2 s(x~, sigma_L)
+      const float s2 = float(sched.sigmas.back() * sched.sigmas.back());
+      model.score(u.data(), width, int(nlev - 1), s.data(), *ws);
+      for (size_t k = 0; k < u.size(); ++k) u[k] = u[k] + s2 * s[k];
+    }
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < d; ++i) x[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
+  });
+  return finish(st, n, d, x);
+}
+
+RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt) {
+  const int k = dec.input_dim();
+  const int d = dec.output_dim() / 2;
+  const int tile = round_up(std::max(opt.tile, kLane), kLane);
+  const int64_t ntiles = (n + tile - 1) / tile;
+  const float* shift = dec.shift();
+  const float* scale = dec.scale();
+  RunState st;
+  for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
+    const int64_t j0 = ti * tile;
+    const int w = int(std::min<int64_t>(tile, n - j0));
+    const int width = round_up(w, kLane);
+    std::vector<float> zin(size_t(k) * width, 0.f), out(size_t(2 * d) * width),
+        e(size_t(d) * width, 0.f);
+    auto ws = dec.workspace(width);
+    // z ~ N(0, I) from step 0 of chain j's stream, the decoder noise from step 1.
+    for (int c = 0; c < w; ++c) {
+      chain_normals(opt.seed, uint64_t(j0 + c), 0u, k, &zin[c], width);
+      chain_normals(opt.seed, uint64_t(j0 + c), 1u, d, &e[c], width);
+    }
+    dec.forward(zin.data(), width, out.data(), *ws);
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < d; ++i) {
+        const float mu = out[size_t(i) * width + c];
+        const float lv = out[size_t(d + i) * width + c];
+        const float v = mu + std::exp(0.5f * lv) * e[size_t(i) * width + c];
+        x[(j0 + c) * d + i] = (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f);
+      }
+    maybe_poll(opt, st, on_caller);
+  });
+  return finish(st, n, d, x);
+}
+
+}  // namespace gensamp

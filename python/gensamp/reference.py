@@ -1,0 +1,180 @@
+"""Reference samplers in plain numpy (float64), written for reading, not speed.
+
+Same signatures and the same noise stream as :mod:`gensamp.samplers`, but an independent
+implementation of everything that matters: the Philox4x32-10 generator, Box-Muller, the network
+forward pass, the mixture score (:meth:`GaussianMixture.score`) and the update rule. The tests
+compare the C++ engine against it; users can do the same on their own models (small n).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._arrays import as_int, as_pos_float, as_rows
+from .mixture import GaussianMixture
+from .samplers import DEFAULT_N, _model, _sigmas
+from .weights import Weights
+
+_MASK = np.uint64(0xFFFFFFFF)
+INIT_STEP = 0xFFFFFFFF  # the step index reserved for default initial states
+
+
+def philox4x32_10(counter: Any, key: Any) -> np.ndarray:
+    """Philox4x32-10 on arrays: counter [..., 4] and key [..., 2] (uint32 values) -> [..., 4]."""
+    c = np.asarray(counter, dtype=np.uint64)
+    k = np.asarray(key, dtype=np.uint64)
+    c0, c1, c2, c3 = (c[..., i] for i in range(4))
+    k0, k1 = k[..., 0], k[..., 1]
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0  # < 2^64: exact in uint64
+        p1 = np.uint64(0xCD9E8D57) * c2
+        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & _MASK, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & _MASK
+        k0 = (k0 + np.uint64(0x9E3779B9)) & _MASK
+        k1 = (k1 + np.uint64(0xBB67AE85)) & _MASK
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
+
+
+def normals(seed: int, chains: Any, step: int, d: int) -> np.ndarray:
+    """The engine's standard normals [n, d] for the given chains at one step (float32 values)."""
+    j = np.asarray(chains, dtype=np.uint64).reshape(-1)
+    out = np.empty((j.size, 4 * ((d + 3) // 4)))
+    for k in range((d + 3) // 4):
+        ctr = np.stack(
+            [np.full_like(j, k), np.full_like(j, step), j & _MASK, j >> np.uint64(32)], axis=-1
+        )
+        key = np.broadcast_to(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2))
+        r = philox4x32_10(ctr, key).astype(np.float64)
+        for p in range(2):
+            u1 = (r[:, 2 * p] + 0.5) / 2.0**32
+            theta = 2.0 * math.pi * (r[:, 2 * p + 1] / 2.0**32)
+            rad = np.sqrt(-2.0 * np.log(u1))
+            out[:, 4 * k + 2 * p] = rad * np.cos(theta)
+            out[:, 4 * k + 2 * p + 1] = rad * np.sin(theta)
+    return out[:, :d].astype(np.float32).astype(np.float64)
+
+
+def _act(name: str, h: np.ndarray) -> np.ndarray:
+    if name == "identity":
+        return h
+    if name == "relu":
+        return np.maximum(h, 0.0)
+    if name == "leaky_relu":
+        return np.where(h > 0, h, 0.01 * h)
+    if name == "elu":
+        return np.where(h > 0, h, np.expm1(np.minimum(h, 0.0)))
+    if name == "silu":
+        return h / (1.0 + np.exp(-h))
+    if name == "softplus":
+        return np.where(h > 20, h, np.log1p(np.exp(np.minimum(h, 20.0))))
+    if name == "tanh":
+        return np.tanh(h)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-h))
+    if name == "gelu":
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
+    if name == "gelu_tanh":
+        return 0.5 * h * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (h + 0.044715 * h**3)))
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def forward(weights: Weights, inputs: Any) -> np.ndarray:
+    """Network outputs [n, out] in float64 for raw inputs [n, input_dim]."""
+    h = np.asarray(inputs, dtype=np.float64)
+    for i, (W, b) in enumerate(weights.layers):
+        h = h @ W.astype(np.float64).T + b.astype(np.float64)
+        if i < len(weights.activations):
+            h = _act(weights.activations[i], h)
+    return h
+
+
+def score(model: Weights | GaussianMixture, u: np.ndarray, sigma: float) -> np.ndarray:
+    """Score in model coordinates at noise level sigma (float64)."""
+    if isinstance(model, GaussianMixture):
+        return model.score(u, sigma)
+    inp = u
+    if model.sigma_input != "none":
+        feat = sigma if model.sigma_input == "sigma" else math.log(sigma)
+        inp = np.concatenate([u, np.full((u.shape[0], 1), feat)], axis=1)
+    out = forward(model, inp)
+    return out / sigma if model.divide_by_sigma else out
+
+
+def _affine(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(model, Weights) and model.shift is not None:
+        return model.shift.astype(np.float64), model.scale.astype(np.float64)
+    return np.zeros(model.dim), np.ones(model.dim)
+
+
+def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise):
+    d = model.dim
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    record_every = as_int(record_every, "record_every", 0)
+    shift, scale = _affine(model)
+    if x0 is not None:
+        x0 = as_rows(x0, d, "x0", None if n is None else as_int(n, "n", 1))
+        n = x0.shape[0]
+        u = (x0.astype(np.float64) - shift) / scale
+    else:
+        n = as_int(DEFAULT_N if n is None else n, "n", 1)
+        u = init_std * normals(seed, np.arange(n), INIT_STEP, d)
+    chains = np.arange(n)
+    traj = []
+    step = 0
+    for sigma, alpha in zip(sigmas, alphas):
+        for _ in range(T):
+            s = score(model, u, sigma)
+            z = normals(seed, chains, step, d)
+            u = u + alpha / 2.0 * s + math.sqrt(alpha) * z
+            step += 1
+            if record_every and step % record_every == 0:
+                traj.append(shift + scale * u)
+    if denoise:
+        u = u + sigmas[-1] ** 2 * score(model, u, sigmas[-1])
+    x = shift + scale * u
+    if record_every:
+        return x, (np.stack(traj) if traj else np.empty((0, n, d)))
+    return x
+
+
+def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any = None,
+             seed: int = 0, threads: int | None = None, record_every: int = 0,
+             sigma: float | None = None, tile: int | None = None) -> Any:
+    """Reference for :func:`gensamp.langevin` (threads and tile are accepted and ignored)."""
+    model = _model(weights)
+    eps = as_pos_float(eps, "eps")
+    T = as_int(T, "T", 1)
+    sig = 0.0 if sigma is None else float(sigma)
+    return _run(model, [sig], [eps], T, n, x0, 1.0, seed, record_every, False)
+
+
+def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None,
+                      T: int | None = None, *, n: int | None = None, x0: Any = None,
+                      seed: int = 0, threads: int | None = None, denoise: bool = False,
+                      record_every: int = 0, tile: int | None = None) -> Any:
+    """Reference for :func:`gensamp.annealed_langevin` (Algorithm 1, float64)."""
+    model = _model(weights)
+    stored = model.sampler if isinstance(model, Weights) else {}
+    sig = _sigmas(stored.get("sigmas") if sigmas is None else sigmas)
+    eps = as_pos_float(stored.get("eps") if eps is None else eps, "eps")
+    T = as_int(stored.get("T") if T is None else T, "T", 1)
+    alphas = [eps * s**2 / sig[-1] ** 2 for s in sig]
+    return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise)
+
+
+def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int | None = None,
+               tile: int | None = None) -> np.ndarray:
+    """Reference for :func:`gensamp.vae_sample`."""
+    model = _model(decoder)
+    n = as_int(n, "n", 1)
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    d, k = model.dim, model.latent_dim
+    chains = np.arange(n)
+    out = forward(model, normals(seed, chains, 0, k))
+    mu, logvar = out[:, :d], out[:, d:]
+    x_u = mu + np.exp(0.5 * logvar) * normals(seed, chains, 1, d)
+    shift, scale = _affine(model)
+    return shift + scale * x_u

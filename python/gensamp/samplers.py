@@ -1,0 +1,225 @@
+"""Langevin, annealed Langevin and VAE sampling on the C++ engine.
+
+Step convention (the seed deck's, and Song & Ermon 2019, Algorithm 1):
+``x <- x + (alpha/2) * s(x, sigma) + sqrt(alpha) * z``, ``z ~ N(0, I)``. Some code bases write
+``x + alpha * s + sqrt(2 alpha) z``; that is the same chain with alpha halved.
+
+Defaults: ``n=1000`` chains. Without ``x0`` the chains start from N(0, s^2 I) in the model's
+coordinates (mapped to data space by the stored normalisation), s = sigma_1 for annealed
+Langevin and s = 1 for plain Langevin; the draw uses the reserved step 2^32-1 of each chain's
+noise stream, so it too depends only on (seed, chain).
+
+Units: sigmas and eps are in the model's coordinates (those it was trained in; identical to
+data space for a GaussianMixture or a network exported without normalisation).
+
+Noise: chain j at global step t (t = level * T + step) uses Philox4x32-10 with counter
+(k, t, j mod 2^32, j div 2^32) and key (seed mod 2^32, seed div 2^32), Box-Muller on each
+output word pair. Results are bit-identical for any thread count and tiling.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_int, as_pos_float, as_rows
+from .mixture import GaussianMixture
+from .weights import Weights, load
+
+DEFAULT_N = 1000
+THREADS_ENV = "GENSAMP_NUM_THREADS"
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Some chains ended non-finite. ``indices`` lists them; their rows are NaN/Inf."""
+
+    def __init__(self, indices: np.ndarray, n: int) -> None:
+        self.indices = np.asarray(indices)
+        self.count = int(self.indices.size)
+        shown = ", ".join(str(i) for i in self.indices[:10]) + (" ..." if self.count > 10 else "")
+        super().__init__(
+            f"{self.count} of {n} chains diverged to NaN/Inf (rows {shown}); "
+            "reduce eps or check the score model"
+        )
+
+
+def resolve_threads(threads: Any) -> int:
+    """threads=None: $GENSAMP_NUM_THREADS if set, else OpenMP's default (OMP_NUM_THREADS, cores)."""
+    if threads is None:
+        env = os.environ.get(THREADS_ENV)
+        if env:
+            try:
+                threads = int(env)
+            except ValueError:
+                raise ValueError(f"{THREADS_ENV}={env!r} is not an integer") from None
+            if threads < 1:
+                raise ValueError(f"{THREADS_ENV} must be >= 1, got {threads}")
+            return threads
+        return max(1, int(_core.max_threads()))
+    return as_int(threads, "threads", 1, 4096)
+
+
+def _model(weights: Any) -> Weights | GaussianMixture:
+    if isinstance(weights, (Weights, GaussianMixture)):
+        return weights
+    if isinstance(weights, (str, os.PathLike)):
+        return load(weights)
+    hint = ""
+    if hasattr(weights, "parameters"):
+        hint = " (a torch module: export it first with gensamp.export(model))"
+    raise TypeError(
+        f"weights must be gensamp.Weights, a path to a weights file or a GaussianMixture, "
+        f"got {type(weights).__name__}{hint}"
+    )
+
+
+def _sigmas(sigmas: Any) -> list[float]:
+    try:
+        s = np.asarray(sigmas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"sigmas must be a sequence of numbers, got {sigmas!r}") from None
+    if s.ndim == 0:
+        s = s.reshape(1)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError("sigmas must be a non-empty 1-D sequence")
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"sigmas must be finite and > 0, got {s.tolist()}")
+    if np.any(np.diff(s) >= 0):
+        raise ValueError("sigmas must be strictly decreasing (sigma_1 > ... > sigma_L)")
+    return s.tolist()
+
+
+def _check_memory(nbytes: int, what: str) -> None:
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return
+    if nbytes > 0.8 * avail:
+        raise MemoryError(
+            f"{what} would need {nbytes / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is "
+            "available; draw fewer chains, record less often (record_every) or sample in batches"
+        )
+
+
+def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: int, annealed: bool,
+         n: Any, x0: Any, init_std: float, seed: Any, threads: Any, record_every: Any,
+         denoise: bool, tile: Any) -> Any:
+    d = model.dim
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    threads = resolve_threads(threads)
+    record_every = as_int(record_every, "record_every", 0)
+    tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
+    if not isinstance(denoise, (bool, np.bool_)):
+        raise TypeError("denoise must be a bool")
+    if x0 is not None:
+        if n is not None:
+            n = as_int(n, "n", 1)
+        x0 = as_rows(x0, d, "x0", n)  # data space: the engine maps it into model coordinates
+        n = x0.shape[0]
+    else:
+        n = as_int(DEFAULT_N if n is None else n, "n", 1)
+    steps = len(sigmas) * T
+    if steps >= 2**32 - 1:
+        raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
+    nrec = steps // record_every if record_every else 0
+    _check_memory(4 * n * d * (1 + nrec), f"{n} chains x {nrec + 1} states x d={d} (float32)")
+    conditioned = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
+    x, traj, div = _core.run(
+        model._engine(), sigmas, eps, T, annealed, n, x0, init_std, seed, threads,
+        record_every, bool(denoise), tile, conditioned,
+    )
+    if div.size:
+        warnings.warn(DivergenceWarning(div, n), stacklevel=3)
+    return (x, traj) if record_every else x
+
+
+def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any = None,
+             seed: int = 0, threads: int | None = None, record_every: int = 0,
+             sigma: float | None = None, tile: int | None = None) -> Any:
+    """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
+
+    Parameters
+    ----------
+    weights : Weights, path or GaussianMixture
+    eps : float > 0, step size.  T : int >= 1, number of steps.
+    n : number of chains (default 1000, or len(x0)).  x0 : [n, d] initial states (data space).
+    seed : int in [0, 2^64).  threads : int, default $GENSAMP_NUM_THREADS or all cores.
+    record_every : k > 0 also returns the trajectory [T // k, n, d] (state after every k-th step).
+    sigma : noise level for a noise-conditional network (required there), or to sample a
+        GaussianMixture convolved with N(0, sigma^2 I) (default 0).
+    tile : chains per work unit (advanced; results do not depend on it).
+
+    Returns samples [n, d] float32, or (samples, trajectory) when record_every > 0.
+    Chains that end non-finite raise a :class:`DivergenceWarning` listing them.
+    """
+    model = _model(weights)
+    if isinstance(model, Weights) and model.role == "vae_decoder":
+        raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not langevin")
+    eps = as_pos_float(eps, "eps")
+    T = as_int(T, "T", 1)
+    needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
+    if sigma is None:
+        if needs_sigma:
+            raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
+        sig = 0.0
+    else:
+        sig = float(sigma) if not isinstance(sigma, bool) else math.nan
+        if not (math.isfinite(sig) and (sig > 0 or (sig == 0 and not needs_sigma))):
+            raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+    return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
+
+
+def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None,
+                      T: int | None = None, *, n: int | None = None, x0: Any = None,
+                      seed: int = 0, threads: int | None = None, denoise: bool = False,
+                      record_every: int = 0, tile: int | None = None) -> Any:
+    """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
+
+    For sigma_1 > ... > sigma_L: alpha_i = eps * sigma_i^2 / sigma_L^2, then T steps of
+    x <- x + alpha_i/2 * s(x, sigma_i) + sqrt(alpha_i) z. ``sigmas``, ``eps`` and ``T`` left as
+    None are taken from the weights' stored sampler defaults (ValueError if absent).
+    ``denoise=True`` adds the Tweedie step x + sigma_L^2 s(x, sigma_L) at the end.
+    eps must scale with sigma_L^2: eps ~ 0.1-0.2 sigma_L^2 is a good start (the paper's
+    eps = 2e-5 assumes sigma_L = 0.01). Other arguments and the return value as in
+    :func:`langevin`; the trajectory has L*T // record_every states.
+    """
+    model = _model(weights)
+    if isinstance(model, Weights) and model.role == "vae_decoder":
+        raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not annealed_langevin")
+    stored = model.sampler if isinstance(model, Weights) else {}
+    missing = [k for k, v in (("sigmas", sigmas), ("eps", eps), ("T", T)) if v is None and k not in stored]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} not given and the model stores no default for it; pass "
+            "e.g. sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100"
+        )
+    sig = _sigmas(stored["sigmas"] if sigmas is None else sigmas)
+    eps = as_pos_float(stored["eps"] if eps is None else eps, "eps")
+    T = as_int(stored["T"] if T is None else T, "T", 1)
+    return _run(model, sig, eps, T, True, n, x0, sig[0], seed, threads, record_every, denoise, tile)
+
+
+def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int | None = None,
+               tile: int | None = None) -> np.ndarray:
+    """Ancestral sampling from a VAE decoder: z ~ N(0, I), x ~ N(mu(z), diag exp(logvar(z))).
+
+    The decoder's own Gaussian noise is sampled, not only its mean. z uses step 0 and the
+    decoder noise step 1 of chain j's noise stream. Returns [n, d] float32 in data space.
+    """
+    model = _model(decoder)
+    if not isinstance(model, Weights) or model.role != "vae_decoder":
+        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)")
+    n = as_int(n, "n", 1)
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    threads = resolve_threads(threads)
+    tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
+    _check_memory(4 * n * model.dim, f"{n} samples x d={model.dim} (float32)")
+    x, div = _core.vae_run(model._engine(), n, seed, threads, tile)
+    if div.size:
+        warnings.warn(DivergenceWarning(div, n), stacklevel=2)
+    return x

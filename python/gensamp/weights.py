@@ -1,0 +1,444 @@
+"""Exported network weights (:class:`Weights`) and their file format.
+
+File layout (the one place it is documented)
+--------------------------------------------
+A gensamp weights file is a `safetensors <https://github.com/huggingface/safetensors>`_ file:
+an 8-byte little-endian header length, a JSON header, then raw little-endian tensor bytes.
+Loading never executes code.
+
+Tensors (all ``F32``, C order):
+
+=========================  =============  ==============================================
+name                       shape          meaning
+=========================  =============  ==============================================
+``layers.{i}.weight``      [out_i, in_i]  Linear layer i, torch ``nn.Linear`` layout
+``layers.{i}.bias``        [out_i]        its bias
+``norm.shift``             [d]            optional; data x maps to model space u = (x - shift) / scale
+``norm.scale``             [d]            optional, > 0; present iff ``norm.shift`` is
+=========================  =============  ==============================================
+
+Header metadata (string to string):
+
+===================  ==========================================================================
+key                  value
+===================  ==========================================================================
+``format``           ``gensamp.weights``
+``format_version``   ``1`` (integer as text); other versions are refused
+``n_layers``         number of Linear layers L (integer as text)
+``activations``      JSON list of L-1 names from :data:`ACTIVATIONS`, one per hidden layer
+``sigma_input``      ``none``, ``sigma`` or ``log_sigma``: whether sigma (or log sigma) is the
+                     last input column of layer 0 (then in_0 = d + 1)
+``divide_by_sigma``  ``true`` or ``false``: network output divided by sigma (NCSNv2 style)
+``role``             ``score`` (output d), ``ncsn`` (noise-conditional score, output d) or
+                     ``vae_decoder`` (input: latent z; output 2d = [mean | log-variance])
+``sampler``          JSON object, sampler defaults: ``sigmas`` (list, decreasing), ``eps``, ``T``
+``info``             JSON object, free-form provenance (training settings, losses, ...)
+===================  ==========================================================================
+
+Units: sigmas, eps and the network itself live in model coordinates u (identity when no
+``norm.*`` tensors are present); samplers map x0 into u and their results back to data space.
+Activations follow torch defaults exactly: ``leaky_relu`` has slope 0.01, ``elu`` alpha 1,
+``softplus`` beta 1 / threshold 20, ``gelu`` is the exact erf form and ``gelu_tanh`` torch's
+``approximate="tanh"`` form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "gensamp.weights"
+FORMAT_VERSION = 1
+ACTIVATIONS = (
+    "identity",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "silu",
+    "softplus",
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "gelu_tanh",
+)
+SIGMA_INPUTS = ("none", "sigma", "log_sigma")
+ROLES = ("score", "ncsn", "vae_decoder")
+_MAX_FILE_BYTES = 2 << 30  # a weights file this package writes is far smaller
+
+PathLike = str | os.PathLike
+
+
+def _frozen(a: Any, what: str, ndim: int) -> np.ndarray:
+    try:
+        arr = np.array(a, dtype=np.float32, copy=True, order="C")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} must be a real float array: {exc}") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{what} must have {ndim} dimension(s), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or Inf")
+    arr.setflags(write=False)
+    return arr
+
+
+def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
+    if sampler is None:
+        return {}
+    if not isinstance(sampler, Mapping):
+        raise TypeError("sampler defaults must be a dict with keys sigmas, eps, T")
+    unknown = set(sampler) - {"sigmas", "eps", "T"}
+    if unknown:
+        raise ValueError(f"unknown sampler default(s) {sorted(unknown)}; allowed: sigmas, eps, T")
+    out: dict[str, Any] = {}
+    if sampler.get("sigmas") is not None:
+        s = [float(v) for v in sampler["sigmas"]]
+        if not s or not all(math.isfinite(v) and v > 0 for v in s):
+            raise ValueError("stored sigmas must be a non-empty list of finite values > 0")
+        if any(b >= a for a, b in zip(s, s[1:])):
+            raise ValueError("stored sigmas must be strictly decreasing")
+        out["sigmas"] = s
+    if sampler.get("eps") is not None:
+        e = float(sampler["eps"])
+        if not (math.isfinite(e) and e > 0):
+            raise ValueError("stored eps must be finite and > 0")
+        out["eps"] = e
+    if sampler.get("T") is not None:
+        t = sampler["T"]
+        if isinstance(t, bool) or int(t) != t or int(t) < 1:
+            raise ValueError("stored T must be an integer >= 1")
+        out["T"] = int(t)
+    return out
+
+
+class Weights:
+    """An immutable, validated feed-forward network exported for the C++ engine.
+
+    Parameters
+    ----------
+    layers : sequence of (W, b)
+        W float32 [out, in] (torch ``nn.Linear.weight`` layout), b float32 [out].
+    activations : sequence of str
+        One name from :data:`ACTIVATIONS` per hidden layer (``len(layers) - 1``).
+    sigma_input : {"none", "sigma", "log_sigma"}
+        How the noise level enters: as an extra last input column of layer 0.
+    divide_by_sigma : bool
+        Divide the network output by sigma (NCSNv2's s(x, sigma) = f(x) / sigma).
+    shift, scale : array [d], optional
+        Data normalisation u = (x - shift) / scale; the network works in u.
+    role : {"score", "ncsn", "vae_decoder"}, optional
+        Default: "ncsn" when noise-conditional, else "score".
+    sampler : dict, optional
+        Sampler defaults (``sigmas``, ``eps``, ``T``) used when a sampler call omits them.
+    info : dict, optional
+        JSON-serialisable provenance stored in the file.
+    """
+
+    __slots__ = (
+        "_layers",
+        "_acts",
+        "_sigma_input",
+        "_divide",
+        "_shift",
+        "_scale",
+        "_role",
+        "_sampler",
+        "_info",
+        "_engine_cache",
+    )
+
+    def __init__(
+        self,
+        layers: Sequence[tuple[Any, Any]],
+        activations: Sequence[str],
+        *,
+        sigma_input: str = "none",
+        divide_by_sigma: bool = False,
+        shift: Any = None,
+        scale: Any = None,
+        role: str | None = None,
+        sampler: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+            raise TypeError("layers must be a non-empty list of (W, b) pairs")
+        frozen = []
+        for i, pair in enumerate(layers):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"layers[{i}] must be a (W, b) pair")
+            W = _frozen(pair[0], f"layers[{i}] W", 2)
+            b = _frozen(pair[1], f"layers[{i}] b", 1)
+            if W.shape[0] == 0 or W.shape[1] == 0:
+                raise ValueError(f"layers[{i}] W has a zero dimension: {W.shape}")
+            if b.shape[0] != W.shape[0]:
+                raise ValueError(f"layers[{i}]: b has {b.shape[0]} entries but W has {W.shape[0]} rows")
+            if i > 0 and W.shape[1] != frozen[-1][0].shape[0]:
+                raise ValueError(
+                    f"layers[{i}] takes {W.shape[1]} inputs but layers[{i - 1}] gives "
+                    f"{frozen[-1][0].shape[0]} outputs"
+                )
+            frozen.append((W, b))
+        acts = list(activations) if not isinstance(activations, str) else [activations]
+        if len(acts) != len(frozen) - 1:
+            raise ValueError(
+                f"need one activation per hidden layer: {len(frozen)} layers take "
+                f"{len(frozen) - 1} activations, got {len(acts)}"
+            )
+        for a in acts:
+            if a not in ACTIVATIONS:
+                raise ValueError(f"unknown activation {a!r}; supported: {', '.join(ACTIVATIONS)}")
+        if sigma_input not in SIGMA_INPUTS:
+            raise ValueError(f"sigma_input must be one of {SIGMA_INPUTS}, got {sigma_input!r}")
+        if not isinstance(divide_by_sigma, (bool, np.bool_)):
+            raise TypeError("divide_by_sigma must be a bool")
+        if role is None:
+            role = "ncsn" if sigma_input != "none" else "score"
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        in0 = frozen[0][0].shape[1]
+        out = frozen[-1][0].shape[0]
+        extra = 0 if sigma_input == "none" else 1
+        if in0 - extra < 1:
+            raise ValueError("the first layer needs at least one data input besides sigma")
+        if role == "vae_decoder":
+            if sigma_input != "none" or divide_by_sigma:
+                raise ValueError("a VAE decoder takes no noise level")
+            if out % 2:
+                raise ValueError(f"a VAE decoder outputs [mean | log-variance] (2d values), got {out}")
+            d = out // 2
+        else:
+            d = in0 - extra
+            if out != d:
+                raise ValueError(f"a score network maps d={d} inputs to d outputs, got {out} outputs")
+        if (shift is None) != (scale is None):
+            raise ValueError("give both shift and scale, or neither")
+        if shift is not None:
+            shift = _frozen(np.reshape(np.asarray(shift, dtype=np.float64), -1), "shift", 1)
+            scale = _frozen(np.reshape(np.asarray(scale, dtype=np.float64), -1), "scale", 1)
+            for name, v in (("shift", shift), ("scale", scale)):
+                if v.shape != (d,):
+                    raise ValueError(f"{name} must have length d={d}, got {v.shape[0]}")
+            if not np.all(scale > 0):
+                raise ValueError("scale must be > 0 everywhere")
+        self._layers = tuple(frozen)
+        self._acts = tuple(acts)
+        self._sigma_input = sigma_input
+        self._divide = bool(divide_by_sigma)
+        self._shift = shift
+        self._scale = scale
+        self._role = role
+        self._sampler = _check_sampler(sampler)
+        try:
+            self._info = json.loads(json.dumps(dict(info or {})))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"info must be JSON-serialisable: {exc}") from None
+        self._engine_cache = None
+
+    # ---- read-only views -----------------------------------------------------------------
+    layers = property(lambda self: self._layers, doc="tuple of (W, b) read-only float32 arrays")
+    activations = property(lambda self: self._acts)
+    sigma_input = property(lambda self: self._sigma_input)
+    divide_by_sigma = property(lambda self: self._divide)
+    shift = property(lambda self: self._shift)
+    scale = property(lambda self: self._scale)
+    role = property(lambda self: self._role)
+    sampler = property(lambda self: dict(self._sampler), doc="stored sampler defaults")
+    info = property(lambda self: json.loads(json.dumps(self._info)))
+
+    @property
+    def input_dim(self) -> int:
+        return int(self._layers[0][0].shape[1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self._layers[-1][0].shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Data dimension d."""
+        if self._role == "vae_decoder":
+            return self.output_dim // 2
+        return self.input_dim - (0 if self._sigma_input == "none" else 1)
+
+    @property
+    def latent_dim(self) -> int:
+        if self._role != "vae_decoder":
+            raise AttributeError("only a VAE decoder has a latent dimension")
+        return self.input_dim
+
+    @property
+    def conditioned(self) -> bool:
+        return self._sigma_input != "none"
+
+    def __repr__(self) -> str:
+        widths = [self.input_dim] + [W.shape[0] for W, _ in self._layers]
+        return (
+            f"Weights(role={self._role!r}, widths={widths}, activations={list(self._acts)}, "
+            f"sigma_input={self._sigma_input!r}, divide_by_sigma={self._divide})"
+        )
+
+    def _engine(self):
+        if self._engine_cache is None:
+            from . import _core
+
+            self._engine_cache = _core.Mlp(
+                [(W, b) for W, b in self._layers],
+                list(self._acts),
+                self._sigma_input,
+                self._divide,
+                self._shift,
+                self._scale,
+            )
+        return self._engine_cache
+
+    def forward(self, inputs: Any) -> np.ndarray:
+        """Raw network outputs (C++ engine) for raw inputs [n, input_dim] (sigma column included)."""
+        from ._arrays import as_rows
+
+        return self._engine().forward(as_rows(inputs, self.input_dim, "inputs"))
+
+    def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
+        """Score in data space, d log p(x) / dx = s_u((x - shift)/scale) / scale (C++ engine)."""
+        from ._arrays import as_rows
+        from . import _core
+
+        if self._role == "vae_decoder":
+            raise TypeError("a VAE decoder has no score; use gensamp.vae_sample")
+        x = as_rows(x, self.dim, "x")
+        if self.conditioned or self._divide:
+            if sigma is None:
+                raise ValueError("this network is noise-conditional: pass sigma > 0")
+            sigma = float(sigma)
+            if not (math.isfinite(sigma) and sigma > 0):
+                raise ValueError(f"sigma must be finite and > 0, got {sigma}")
+        else:
+            sigma = 0.0 if sigma is None else float(sigma)
+        u = x if self._shift is None else (x - self._shift) / self._scale
+        s = _core.score(self._engine(), np.ascontiguousarray(u, dtype=np.float32), sigma)
+        return s if self._scale is None else s / self._scale
+
+    # ---- files -------------------------------------------------------------------------------
+    def save(self, path: PathLike) -> None:
+        """Write a safetensors file (layout in this module's docstring)."""
+        from safetensors.numpy import save_file
+
+        tensors: dict[str, np.ndarray] = {}
+        for i, (W, b) in enumerate(self._layers):
+            tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W)
+            tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b)
+        if self._shift is not None:
+            tensors["norm.shift"] = np.ascontiguousarray(self._shift)
+            tensors["norm.scale"] = np.ascontiguousarray(self._scale)
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": str(FORMAT_VERSION),
+            "n_layers": str(len(self._layers)),
+            "activations": json.dumps(list(self._acts)),
+            "sigma_input": self._sigma_input,
+            "divide_by_sigma": "true" if self._divide else "false",
+            "role": self._role,
+            "sampler": json.dumps(self._sampler),
+            "info": json.dumps(self._info),
+        }
+        save_file(tensors, os.fspath(path), metadata=meta)
+
+
+def _fail(path: PathLike, why: str) -> ValueError:
+    return ValueError(f"{os.fspath(path)}: not a valid gensamp weights file: {why}")
+
+
+def load(path: PathLike) -> Weights:
+    """Load and validate a weights file written by :meth:`Weights.save`.
+
+    Only safetensors files are read (no pickle: loading never runs code). Every tensor name,
+    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError.
+    """
+    from safetensors import safe_open
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise ValueError(f"{os.fspath(path)}: cannot read weights file: {exc.strerror or exc}") from None
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise _fail(path, "this is a pickle/zip (torch.save) checkpoint; gensamp reads only "
+                    "safetensors files it can load without running code — export the model "
+                    "with gensamp.export(model).save(path)")
+    if size < 8:
+        raise _fail(path, f"file is {size} bytes, too short for a safetensors header")
+    if size > _MAX_FILE_BYTES:
+        raise _fail(path, f"file is {size} bytes, larger than any gensamp weights file")
+    hlen = int.from_bytes(head[:8], "little")
+    if hlen < 2 or 8 + hlen > size:
+        raise _fail(path, f"header length {hlen} does not fit in a {size}-byte file (truncated?)")
+    try:
+        with safe_open(os.fspath(path), framework="numpy") as f:
+            meta = dict(f.metadata() or {})
+            names = set(f.keys())
+            tensors = {}
+            for k in names:
+                tensors[k] = f.get_tensor(k)
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise _fail(path, f"{type(exc).__name__}: {exc}") from None
+
+    if meta.get("format") != FORMAT_NAME:
+        raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    ver = meta.get("format_version", "")
+    if not ver.isdigit() or int(ver) != FORMAT_VERSION:
+        raise _fail(path, f"format_version {ver!r} is not supported (this gensamp reads {FORMAT_VERSION})")
+    known = {"format", "format_version", "n_layers", "activations", "sigma_input",
+             "divide_by_sigma", "role", "sampler", "info"}
+    missing = known - set(meta)
+    if missing:
+        raise _fail(path, f"metadata lacks {sorted(missing)}")
+    extra = set(meta) - known
+    if extra:
+        raise _fail(path, f"unexpected metadata keys {sorted(extra)}")
+    nl = meta["n_layers"]
+    if not nl.isdigit() or not 1 <= int(nl) <= 1000:
+        raise _fail(path, f"n_layers {nl!r} is not an integer in 1..1000")
+    nl_i = int(nl)
+    expected = {f"layers.{i}.{p}" for i in range(nl_i) for p in ("weight", "bias")}
+    has_norm = "norm.shift" in names or "norm.scale" in names
+    if has_norm:
+        expected |= {"norm.shift", "norm.scale"}
+    if names != expected:
+        raise _fail(path, f"tensor names {sorted(names ^ expected)} missing or unexpected")
+    for k, t in tensors.items():
+        if t.dtype != np.float32:
+            raise _fail(path, f"tensor {k} has dtype {t.dtype}, expected float32")
+        if not np.all(np.isfinite(t)):
+            raise _fail(path, f"tensor {k} contains NaN or Inf")
+    try:
+        acts = json.loads(meta["activations"])
+        sampler = json.loads(meta["sampler"])
+        info = json.loads(meta["info"])
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"metadata is not valid JSON: {exc}") from None
+    if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
+        raise _fail(path, "activations must be a JSON list of names")
+    if meta["divide_by_sigma"] not in ("true", "false"):
+        raise _fail(path, f"divide_by_sigma is {meta['divide_by_sigma']!r}, expected true/false")
+    if not isinstance(sampler, dict) or not isinstance(info, dict):
+        raise _fail(path, "sampler and info must be JSON objects")
+    try:
+        return Weights(
+            [(tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]) for i in range(nl_i)],
+            acts,
+            sigma_input=meta["sigma_input"],
+            divide_by_sigma=meta["divide_by_sigma"] == "true",
+            shift=tensors.get("norm.shift"),
+            scale=tensors.get("norm.scale"),
+            role=meta["role"],
+            sampler=sampler,
+            info=info,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, str(exc)) from None
