@@ -1,0 +1,266 @@
+"""Toy data sets and user data loading.
+
+Every generator takes ``(n, seed)`` and returns a float64 array [n, d]. The Gaussian-mixture data
+sets (:func:`seed_mixture_1d`, :func:`ncsn_mixture_2d`, :func:`eight_gaussians`) also return their
+exact density as a :class:`~gensamp.GaussianMixture` with ``return_mixture=True`` (or through
+:func:`true_mixture`), so learned scores and sample weights can be checked against the truth.
+The other toys (moons, swiss roll, checkerboard, rings) have no Gaussian-mixture form.
+
+:func:`as_array` turns user data (numpy, torch, nested lists, or a ``.npy``/``.csv`` path) into
+the same [N, d] float64 layout; the training functions call it on whatever they are given.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._arrays import as_int
+from .mixture import GaussianMixture
+
+__all__ = [
+    "DATASETS",
+    "as_array",
+    "checkerboard",
+    "concentric_rings",
+    "eight_gaussians",
+    "make",
+    "ncsn_mixture_2d",
+    "seed_mixture_1d",
+    "swiss_roll",
+    "true_mixture",
+    "two_moons",
+]
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None:
+        return np.random.default_rng()
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, None or a numpy Generator, got {seed!r}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(int(seed))
+
+
+def _pos(v: Any, name: str, allow_zero: bool = False) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    f = float(v)
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}")
+    return f
+
+
+# ---- Gaussian mixtures (exact density and score available) ----------------------------------
+
+
+def _seed_mixture() -> GaussianMixture:
+    return GaussianMixture([1.0, 3.0], [[-9.0], [4.0]], stds=[1.0, 2.0])
+
+
+def _ncsn_mixture() -> GaussianMixture:
+    return GaussianMixture([0.2, 0.8], [[-5.0, -5.0], [5.0, 5.0]], stds=[1.0, 1.0])
+
+
+def _eight_mixture(radius: float, std: float) -> GaussianMixture:
+    ang = 2 * np.pi * np.arange(8) / 8
+    means = radius * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+    return GaussianMixture(np.ones(8), means, stds=np.full(8, std))
+
+
+def _draw(mix: GaussianMixture, n: Any, seed: Any, return_mixture: bool) -> Any:
+    n = as_int(n, "n", 1)
+    x = mix.sample(n, _rng(seed))
+    return (x, mix) if return_mixture else x
+
+
+def seed_mixture_1d(n: int, seed: Any = 0, *, return_mixture: bool = False) -> Any:
+    """The seed experiment: 1/4 N(-9, 1) + 3/4 N(4, 2^2) in 1D. Returns x [n, 1]
+    (and the exact :class:`GaussianMixture` when ``return_mixture``)."""
+    return _draw(_seed_mixture(), n, seed, return_mixture)
+
+
+def ncsn_mixture_2d(n: int, seed: Any = 0, *, return_mixture: bool = False) -> Any:
+    """Song & Ermon (2019)'s mode-weight example: 0.2 N((-5,-5), I) + 0.8 N((5,5), I). Returns
+    x [n, 2] (and the exact :class:`GaussianMixture` when ``return_mixture``)."""
+    return _draw(_ncsn_mixture(), n, seed, return_mixture)
+
+
+def eight_gaussians(n: int, seed: Any = 0, *, radius: float = 4.0, std: float = 0.5,
+                    return_mixture: bool = False) -> Any:
+    """Eight equal-weight isotropic Gaussians (std ``std``) on a circle of radius ``radius``."""
+    return _draw(_eight_mixture(_pos(radius, "radius"), _pos(std, "std")), n, seed, return_mixture)
+
+
+# ---- toys without a Gaussian-mixture density ----------------------------------------------
+
+
+def two_moons(n: int, seed: Any = 0, *, noise: float = 0.1) -> np.ndarray:
+    """Two interleaving half circles (scikit-learn's ``make_moons`` layout), Gaussian noise
+    of std ``noise`` added; the two moons get n // 2 and n - n // 2 points, shuffled."""
+    n = as_int(n, "n", 1)
+    noise = _pos(noise, "noise", allow_zero=True)
+    rng = _rng(seed)
+    n_out = n // 2
+    t = np.pi * rng.random(n)
+    outer = np.stack([np.cos(t), np.sin(t)], axis=1)
+    inner = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+    which = np.zeros(n, bool)
+    which[n_out:] = True
+    rng.shuffle(which)
+    x = np.where(which[:, None], inner, outer)
+    return x + noise * rng.standard_normal((n, 2))
+
+
+def swiss_roll(n: int, seed: Any = 0, *, noise: float = 0.25) -> np.ndarray:
+    """2D swiss roll: t ~ U(1.5 pi, 4.5 pi), x = (t cos t, t sin t) + N(0, noise^2 I)."""
+    n = as_int(n, "n", 1)
+    noise = _pos(noise, "noise", allow_zero=True)
+    rng = _rng(seed)
+    t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
+    x = np.stack([t * np.cos(t), t * np.sin(t)], axis=1)
+    return x + noise * rng.standard_normal((n, 2))
+
+
+def checkerboard(n: int, seed: Any = 0, *, cells: int = 4, size: float = 4.0) -> np.ndarray:
+    """Uniform on the 'black' cells of a ``cells`` x ``cells`` board covering [-size, size]^2
+    (cells with an even sum of indices): half the board, sharp edges, no density gaps to
+    interpolate across."""
+    n = as_int(n, "n", 1)
+    cells = as_int(cells, "cells", 2)
+    size = _pos(size, "size")
+    rng = _rng(seed)
+    black = np.array([(i, j) for i in range(cells) for j in range(cells) if (i + j) % 2 == 0])
+    pick = black[rng.integers(0, len(black), n)]
+    w = 2.0 * size / cells
+    return -size + (pick + rng.random((n, 2))) * w
+
+
+def concentric_rings(n: int, seed: Any = 0, *, radii: Any = (1.0, 2.0, 3.0),
+                     noise: float = 0.08) -> np.ndarray:
+    """Points on concentric circles, each ring's share proportional to its radius (uniform
+    density along the curves), radial Gaussian noise of std ``noise``."""
+    n = as_int(n, "n", 1)
+    noise = _pos(noise, "noise", allow_zero=True)
+    r = np.asarray(radii, dtype=np.float64).reshape(-1)
+    if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r <= 0):
+        raise ValueError(f"radii must be a non-empty list of finite values > 0, got {radii!r}")
+    rng = _rng(seed)
+    ring = rng.choice(r.size, size=n, p=r / r.sum())
+    ang = 2 * np.pi * rng.random(n)
+    rad = r[ring] + noise * rng.standard_normal(n)
+    return np.stack([rad * np.cos(ang), rad * np.sin(ang)], axis=1)
+
+
+DATASETS: dict[str, Callable[..., Any]] = {
+    "seed_mixture_1d": seed_mixture_1d,
+    "ncsn_mixture_2d": ncsn_mixture_2d,
+    "eight_gaussians": eight_gaussians,
+    "two_moons": two_moons,
+    "swiss_roll": swiss_roll,
+    "checkerboard": checkerboard,
+    "concentric_rings": concentric_rings,
+}
+
+_MIXTURES: dict[str, Callable[[], GaussianMixture]] = {
+    "seed_mixture_1d": _seed_mixture,
+    "ncsn_mixture_2d": _ncsn_mixture,
+    "eight_gaussians": lambda: _eight_mixture(4.0, 0.5),
+}
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"data set name must be a str, got {type(name).__name__}")
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    return name
+
+
+def make(name: str, n: int, seed: Any = 0, **kwargs: Any) -> np.ndarray:
+    """Draw n points from the data set called ``name`` (a key of :data:`DATASETS`)."""
+    return DATASETS[_name(name)](n, seed, **kwargs)
+
+
+def true_mixture(name: str) -> GaussianMixture:
+    """The exact density of a Gaussian-mixture data set (default parameters), for checking
+    learned scores (``mixture.score``) and mode weights. ValueError for the other toys."""
+    if _name(name) not in _MIXTURES:
+        raise ValueError(
+            f"{name!r} has no Gaussian-mixture density; those that do: {', '.join(_MIXTURES)}"
+        )
+    return _MIXTURES[name]()
+
+
+# ---- user data ------------------------------------------------------------------------------
+
+
+def _read_path(path: str | os.PathLike) -> np.ndarray:
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ValueError(f"data file {p!r} does not exist")
+    ext = os.path.splitext(p)[1].lower()
+    if ext == ".npy":
+        try:
+            return np.load(p, allow_pickle=False)  # never unpickle user files
+        except ValueError as exc:
+            raise ValueError(f"{p}: cannot read as a numeric .npy array: {exc}") from None
+    if ext in (".csv", ".txt"):
+        for skip in (0, 1):  # a single header row is common; anything else is an error
+            try:
+                arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
+            except ValueError as exc:
+                err = exc
+                continue
+            return arr
+        raise ValueError(f"{p}: not a numeric comma-separated file: {err}") from None
+    raise ValueError(f"data file {p!r}: unsupported extension {ext!r} (use .npy or .csv)")
+
+
+def as_array(data: Any, name: str = "data", min_rows: int = 2) -> np.ndarray:
+    """Convert user data to a float64 array [N, d].
+
+    Accepts a numpy array, a torch tensor, a nested list, or a path (str / os.PathLike) to a
+    ``.npy`` or ``.csv`` file (one row per point; a single header row is skipped). A 1-D
+    array is read as N points in d = 1. Raises TypeError for non-numeric input and ValueError
+    for a wrong shape, too few rows, or NaN/Inf values.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        arr = _read_path(data)
+    else:
+        try:
+            import torch
+
+            if isinstance(data, torch.Tensor):
+                data = data.detach().cpu().double().numpy()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+        if isinstance(data, (bytes, dict, set)) or data is None:
+            raise TypeError(f"{name} must be an array [N, d] or a .npy/.csv path, got {type(data).__name__}")
+        try:
+            arr = np.asarray(data)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} cannot be converted to an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape [N, d] (or [N] for d = 1), got {arr.shape}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero columns")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.all(np.isfinite(arr), axis=1)))
+        raise ValueError(f"{name} contains NaN or Inf in {bad} row(s)")
+    return arr

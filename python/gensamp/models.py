@@ -1,0 +1,360 @@
+"""PyTorch models that export to the C++ engine: :class:`ScoreNet`, :class:`NCSN`, :class:`VAE`.
+
+Each model carries its data normalisation (u = (x - shift) / scale) and its conditioning, and
+its torch forward pass computes exactly what its exported :class:`~gensamp.Weights` compute:
+
+* ``ScoreNet.forward(u)``          = ``net(u)``                                 (role "score")
+* ``NCSN.forward(u, sigma)``       = ``net(cat[u, sigma or log sigma]) [/ sigma]`` (role "ncsn")
+* ``VAE.forward(z)``               = ``decoder(z)`` = [mean | log-variance] of u  (role "vae_decoder")
+
+all in model coordinates u (sigma too). ``gensamp.export(model)`` calls ``model.to_weights()``,
+which also stores the recommended sampler defaults and the training provenance.
+The training functions in :mod:`gensamp.train` build and fit these models; they can also be
+built directly and trained with your own loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .export import export
+from .weights import Weights
+
+__all__ = ["ACTIVATIONS", "NCSN", "ScoreNet", "VAE", "mlp"]
+
+ACTIVATIONS: dict[str, Any] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+}
+
+
+def _hidden(hidden: Any) -> tuple[int, ...]:
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
+    out = []
+    for h in hidden:
+        if isinstance(h, bool) or not isinstance(h, (int, np.integer)):
+            raise TypeError(f"hidden layer widths must be integers, got {h!r}")
+        if h < 1:
+            raise ValueError(f"hidden layer widths must be >= 1, got {h}")
+        out.append(int(h))
+    return tuple(out)
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "softplus") -> nn.Sequential:
+    """Linear / activation stack n_in -> hidden... -> n_out with a linear output: the layout
+    :func:`gensamp.export` understands (same activation after every hidden layer)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; supported: {', '.join(ACTIVATIONS)}")
+    widths = [int(n_in), *_hidden(hidden), int(n_out)]
+    mods: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        mods.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            mods.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*mods)
+
+
+def _dim(d: Any, name: str = "dim") -> int:
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {d!r}")
+    return int(d)
+
+
+class _Normalised(nn.Module):
+    """Shared plumbing: normalisation buffers, data-space conversion, export settings."""
+
+    role = "score"
+
+    def __init__(self, dim: int, shift: Any, scale: Any) -> None:
+        super().__init__()
+        self.dim = _dim(dim)
+        if (shift is None) != (scale is None):
+            raise ValueError("give both shift and scale, or neither")
+        if shift is None:
+            shift, scale = np.zeros(self.dim), np.ones(self.dim)
+            self.normalised = False
+        else:
+            self.normalised = True
+        sh = np.asarray(shift, dtype=np.float64).reshape(-1)
+        sc = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if sc.size == 1:
+            sc = np.repeat(sc, self.dim)
+        if sh.shape != (self.dim,) or sc.shape != (self.dim,):
+            raise ValueError(f"shift and scale must have length dim={self.dim}")
+        if not (np.all(np.isfinite(sh)) and np.all(np.isfinite(sc)) and np.all(sc > 0)):
+            raise ValueError("shift must be finite and scale finite and > 0")
+        # float32 like the exported tensors, so torch and the engine normalise identically.
+        self.register_buffer("shift", torch.tensor(sh, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(sc, dtype=torch.float32))
+        self.sampler_defaults: dict[str, Any] = {}
+        self.info: dict[str, Any] = {}
+        self.history: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def to_model(self, x: Any) -> torch.Tensor:
+        """Data-space points (array or tensor [n, d]) -> model coordinates u (float32 tensor)."""
+        from .datasets import as_array
+
+        if isinstance(x, torch.Tensor):
+            t = x.to(self.device, torch.float32)
+            if t.ndim == 1 and self.dim == 1:
+                t = t[:, None]
+            if t.ndim != 2 or t.shape[1] != self.dim:
+                raise ValueError(f"x must have shape [n, {self.dim}], got {tuple(t.shape)}")
+        else:
+            a = as_array(x, "x", min_rows=1)
+            if a.shape[1] != self.dim:
+                raise ValueError(f"x must have shape [n, {self.dim}], got {a.shape}")
+            t = torch.as_tensor(a.astype(np.float32), device=self.device)
+        return (t - self.shift) / self.scale
+
+    def to_data(self, u: torch.Tensor) -> np.ndarray:
+        """Model coordinates -> data space (numpy float64)."""
+        return (u * self.scale + self.shift).detach().cpu().double().numpy()
+
+    def _export_settings(self) -> dict[str, Any]:
+        s: dict[str, Any] = {"role": self.role, "sampler": dict(self.sampler_defaults)}
+        if self.normalised:
+            s["shift"] = self.shift.detach().cpu().numpy()
+            s["scale"] = self.scale.detach().cpu().numpy()
+        info = {"model": type(self).__name__, **self._config(), **self.info}
+        if self.history is not None:
+            info["training"] = self.history.summary()
+        s["info"] = info
+        return s
+
+    def _config(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides it
+        return {}
+
+    def _network(self) -> nn.Sequential:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def to_weights(self, **overrides: Any) -> Weights:
+        """Export to :class:`~gensamp.Weights` (what ``gensamp.export(model)`` returns):
+        network, normalisation, role, sampler defaults (model coordinates) and provenance.
+        Keyword arguments (sigma_input, divide_by_sigma, shift, scale, role, sampler, info)
+        override the stored settings."""
+        settings = self._export_settings()
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return export(self._network(), **settings)
+
+
+class ScoreNet(_Normalised):
+    """Unconditional score network s(u) = net(u), u = (x - shift) / scale.
+
+    Trained by :func:`gensamp.train_score` (implicit, sliced or denoising score matching).
+    Use a smooth activation (softplus, silu, elu, tanh, gelu): score matching differentiates
+    the network's Jacobian.
+    """
+
+    role = "score"
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), activation: str = "softplus",
+                 *, shift: Any = None, scale: Any = None) -> None:
+        super().__init__(dim, shift, scale)
+        self.hidden = _hidden(hidden)
+        self.activation = activation
+        self.net = mlp(self.dim, self.hidden, self.dim, activation)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Score in model coordinates."""
+        return self.net(u)
+
+    def _network(self) -> nn.Sequential:
+        return self.net
+
+    def _config(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "activation": self.activation}
+
+    @torch.no_grad()
+    def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
+        """Score d log p / dx in data space [n, d] (float64): s_u(u) / scale."""
+        if sigma not in (None, 0, 0.0):
+            raise ValueError("a ScoreNet is not noise-conditional; call score(x) without sigma")
+        u = self.to_model(x)
+        return (self.net(u) / self.scale).cpu().double().numpy()
+
+
+class NCSN(_Normalised):
+    """Noise-conditional score network (Song & Ermon 2019; 2020 for ``divide_by_sigma``).
+
+    s(u, sigma) = net(cat[u, c(sigma)]) / sigma, with c(sigma) = log sigma (``sigma_input=
+    "log_sigma"``, default) or sigma (``"sigma"``), or no sigma input (``"none"``, then
+    ``divide_by_sigma`` must be True: NCSNv2's unconditional s = f(u) / sigma). ``sigmas``
+    (decreasing, model coordinates) is the training noise schedule, stored with the sampler
+    defaults ``eps`` and ``T`` for :func:`gensamp.annealed_langevin`.
+    """
+
+    role = "ncsn"
+
+    def __init__(self, dim: int, sigmas: Sequence[float], hidden: Sequence[int] = (128, 128),
+                 activation: str = "softplus", *, sigma_input: str = "log_sigma",
+                 divide_by_sigma: bool = True, shift: Any = None, scale: Any = None,
+                 eps: float | None = None, T: int | None = None) -> None:
+        super().__init__(dim, shift, scale)
+        if sigma_input not in ("sigma", "log_sigma", "none"):
+            raise ValueError(f"sigma_input must be 'sigma', 'log_sigma' or 'none', got {sigma_input!r}")
+        if not isinstance(divide_by_sigma, (bool, np.bool_)):
+            raise TypeError("divide_by_sigma must be a bool")
+        if sigma_input == "none" and not divide_by_sigma:
+            raise ValueError("sigma_input='none' needs divide_by_sigma=True, else the network "
+                             "does not depend on sigma")
+        s = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+        if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError("sigmas must be a non-empty list of finite values > 0")
+        if np.any(np.diff(s) >= 0):
+            raise ValueError("sigmas must be strictly decreasing")
+        self.hidden = _hidden(hidden)
+        self.activation = activation
+        self.sigma_input = sigma_input
+        self.divide_by_sigma = bool(divide_by_sigma)
+        self.register_buffer("sigmas", torch.tensor(s, dtype=torch.float32))
+        extra = 0 if sigma_input == "none" else 1
+        self.net = mlp(self.dim + extra, self.hidden, self.dim, activation)
+        self.sampler_defaults = {"sigmas": s.tolist()}
+        if eps is not None:
+            self.sampler_defaults["eps"] = float(eps)
+        if T is not None:
+            self.sampler_defaults["T"] = int(T)
+
+    def _sigma_column(self, sigma: Any, n: int, device: torch.device) -> torch.Tensor:
+        if isinstance(sigma, torch.Tensor):
+            s = sigma.to(device, torch.float64).reshape(-1, 1)
+            if s.shape[0] == 1:
+                s = s.expand(n, 1)
+        else:
+            s = torch.full((n, 1), float(sigma), dtype=torch.float64, device=device)
+        if s.shape[0] != n:
+            raise ValueError(f"sigma has {s.shape[0]} entries for {n} points")
+        return s
+
+    def forward(self, u: torch.Tensor, sigma: Any) -> torch.Tensor:
+        """Score at noise level sigma (scalar or [n] tensor), both in model coordinates."""
+        s64 = self._sigma_column(sigma, u.shape[0], u.device)
+        if self.sigma_input == "none":
+            out = self.net(u)
+        else:
+            # The engine computes the feature in double and rounds it to float once; so do we.
+            feat = s64 if self.sigma_input == "sigma" else torch.log(s64)
+            out = self.net(torch.cat([u, feat.to(u.dtype)], dim=1))
+        return out / s64.to(u.dtype) if self.divide_by_sigma else out
+
+    def _network(self) -> nn.Sequential:
+        return self.net
+
+    def _export_settings(self) -> dict[str, Any]:
+        s = super()._export_settings()
+        s["sigma_input"] = self.sigma_input
+        s["divide_by_sigma"] = self.divide_by_sigma
+        return s
+
+    def _config(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "activation": self.activation,
+                "sigma_input": self.sigma_input, "divide_by_sigma": self.divide_by_sigma}
+
+    @torch.no_grad()
+    def score(self, x: Any, sigma: float) -> np.ndarray:
+        """Data-space score [n, d] at noise level ``sigma`` given in *model* coordinates (as
+        :meth:`Weights.score`); the data-space noise std is sigma * scale."""
+        if sigma is None or isinstance(sigma, bool) or not math.isfinite(float(sigma)) or float(sigma) <= 0:
+            raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+        u = self.to_model(x)
+        return (self.forward(u, float(sigma)) / self.scale).cpu().double().numpy()
+
+
+class VAE(_Normalised):
+    """Gaussian VAE: q(z|u) = N(mu_q(u), diag exp(logvar_q(u))), p(z) = N(0, I),
+    p(u|z) = N(mu(z), diag exp(logvar(z))) with a *learned* variance.
+
+    ``encoder`` maps u [d] to [mu_q | logvar_q] (2k values), ``decoder`` maps z [k] to
+    [mu | logvar] (2d values); :meth:`forward` is the decoder, which is what is exported
+    (role "vae_decoder") and sampled by :func:`gensamp.vae_sample` with its noise.
+    """
+
+    role = "vae_decoder"
+
+    def __init__(self, dim: int, latent_dim: int = 2, hidden: Sequence[int] = (128, 128),
+                 activation: str = "softplus", *, shift: Any = None, scale: Any = None) -> None:
+        super().__init__(dim, shift, scale)
+        self.latent_dim = _dim(latent_dim, "latent_dim")
+        self.hidden = _hidden(hidden)
+        self.activation = activation
+        self.encoder = mlp(self.dim, self.hidden, 2 * self.latent_dim, activation)
+        self.decoder = mlp(self.latent_dim, self.hidden, 2 * self.dim, activation)
+
+    def encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|u): (mean, log-variance), each [n, k]."""
+        h = self.encoder(u)
+        return h[:, : self.latent_dim], h[:, self.latent_dim :]
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(u|z): (mean, log-variance), each [n, d], model coordinates."""
+        h = self.decoder(z)
+        return h[:, : self.dim], h[:, self.dim :]
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder output [n, 2d] = [mean | log-variance]: what the exported weights compute."""
+        return self.decoder(z)
+
+    def _network(self) -> nn.Sequential:
+        return self.decoder
+
+    def _config(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "activation": self.activation,
+                "latent_dim": self.latent_dim}
+
+    def _log_jacobian(self) -> float:
+        # log p_x(x) = log p_u(u) - sum log scale (change of variables)
+        return float(torch.log(self.scale.double()).sum())
+
+    def elbo(self, x: Any, *, beta: float = 1.0, seed: int = 0) -> np.ndarray:
+        """Per-point ELBO [n] of log p(x) in data space (one reparameterised z draw)."""
+        from .train import elbo as _elbo
+
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        with torch.no_grad():
+            e = _elbo(self, self.to_model(x), beta=beta, generator=g)
+        return e.cpu().double().numpy() - self._log_jacobian()
+
+    def log_likelihood(self, x: Any, *, k: int = 100, seed: int = 0) -> np.ndarray:
+        """Importance-weighted estimate of log p(x) [n] in data space (IWAE bound with k
+        samples, Burda et al. 2016): a lower bound in expectation, tightening as k grows,
+        and >= the ELBO in expectation."""
+        from .train import iwae_bound
+
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        with torch.no_grad():
+            b = iwae_bound(self, self.to_model(x), k=k, generator=g)
+        return b.cpu().double().numpy() - self._log_jacobian()
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, *, noise: bool = True) -> np.ndarray:
+        """n samples in data space drawn in torch (the C++ engine's :func:`gensamp.vae_sample`
+        is the fast path). ``noise=False`` returns decoder means only."""
+        from ._arrays import as_int
+
+        n = as_int(n, "n", 1)
+        g = torch.Generator(device=self.device).manual_seed(int(seed))
+        z = torch.randn(n, self.latent_dim, generator=g, device=self.device)
+        mu, logvar = self.decode(z)
+        u = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device) if noise else mu
+        return self.to_data(u)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates ./.venv (once) and installs gensamp into it with the pinned CPU torch.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+VENV=${GENSAMP_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+PYBIN="$VENV/bin/python"
+# torch first, pinned: an unpinned torch on a machine without one pulls a multi-GB CUDA build.
+"$PYBIN" -m pip install -q --disable-pip-version-check -c constraints.txt "torch==2.13.0"
+"$PYBIN" -m pip install -q --disable-pip-version-check -c constraints.txt ".[test]"
+export PYBIN

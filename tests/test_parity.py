@@ -1,0 +1,118 @@
+"""The C++ engine against the independent numpy reference, on the same noise stream."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import gensamp
+from gensamp import reference as ref
+
+from conftest import ACTS, random_mlp
+
+DIMS = [1, 2, 8, 64]
+WIDTHS = [16, 64, 128, 256]
+MODES = [("none", False), ("sigma", False), ("log_sigma", True), ("sigma", True)]
+SIGMAS = [0.2, 0.17, 0.14, 0.1]  # L = 4 levels x T = 250 steps = 1000 steps
+N = 37  # not a multiple of the tile width: exercises the ragged last tile
+
+
+def assert_parity(a, b, what):
+    # Metric: max |a - b| / (1 + |b|), absolute near 0 and relative for large states. The
+    # engine runs in float32, the reference in float64; 1e-4 leaves room for rounding drift
+    # over 1000 steps while catching any real difference (one wrong step is >= 1e-2).
+    err = np.max(np.abs(a.astype(np.float64) - b) / (1.0 + np.abs(b)))
+    assert np.all(np.isfinite(a)), f"{what}: non-finite engine output"
+    assert err <= 1e-4, f"{what}: max rel diff {err:.3e}"
+
+
+CASES = [
+    (act, mode, div, DIMS[i % 4], WIDTHS[(i // 4 + i) % 4])
+    for i, (act, (mode, div)) in enumerate(itertools.product(ACTS, MODES))
+]
+
+
+@pytest.mark.parametrize("act,mode,divide,d,width", CASES)
+def test_network_sampler_parity(act, mode, divide, d, width):
+    net = random_mlp(d, width, act, mode, seed=d * 1000 + width)
+    w = gensamp.export(net, sigma_input=mode, divide_by_sigma=divide,
+                       shift=np.linspace(-1, 1, d), scale=np.linspace(0.5, 2, d))
+    rng = np.random.default_rng(d)
+    x0 = rng.normal(size=(N, d)).astype(np.float32)
+    if mode == "none" and not divide:
+        a = gensamp.langevin(w, 1e-3, 1000, x0=x0, seed=11, threads=2)
+        b = ref.langevin(w, 1e-3, 1000, x0=x0, seed=11)
+    else:
+        a = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=11, threads=2)
+        b = ref.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=11)
+    # The chains really moved: a parity test on a frozen state would prove nothing.
+    assert np.std(b - x0) > 0.3
+    assert_parity(a, b, f"{act}/{mode}/div={divide}/d={d}/width={width}")
+
+
+@pytest.mark.parametrize("cov", ["iso", "diag", "full"])
+def test_mixture_sampler_parity(cov):
+    rng = np.random.default_rng(5)
+    K, d = 3, 3
+    means = rng.normal(scale=4, size=(K, d))
+    if cov == "iso":
+        gm = gensamp.GaussianMixture([1, 2, 3], means, stds=[0.5, 1, 2])
+    elif cov == "diag":
+        gm = gensamp.GaussianMixture([1, 2, 3], means, stds=rng.uniform(0.5, 2, size=(K, d)))
+    else:
+        A = rng.normal(size=(K, d, d))
+        gm = gensamp.GaussianMixture([1, 2, 3], means, covs=A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d))
+    sig = np.geomspace(5, 0.5, 4)
+    a = gensamp.annealed_langevin(gm, sig, 0.05, 250, n=N, seed=2, denoise=True)
+    b = ref.annealed_langevin(gm, sig, 0.05, 250, n=N, seed=2, denoise=True)
+    assert_parity(a, b, f"mixture {cov}")
+    # Default initial state (no x0) is part of the contract too.
+    a = gensamp.langevin(gm, 0.05, 1000, n=N, seed=4)
+    b = ref.langevin(gm, 0.05, 1000, n=N, seed=4)
+    assert_parity(a, b, f"mixture {cov}, plain")
+
+
+def test_mixture_score_matches_numpy(seed_mixture):
+    x = np.linspace(-15, 12, 201)[:, None]
+    for sigma in (0.0, 0.3, 4.0):
+        engine = gensamp._core.score(seed_mixture._engine(), x.astype(np.float32), sigma)
+        np.testing.assert_allclose(engine, seed_mixture.score(x, sigma), rtol=1e-5, atol=1e-5)
+
+
+def test_trajectory_and_denoise_parity():
+    net = random_mlp(2, 32, "tanh", "log_sigma", seed=8)
+    w = gensamp.export(net, sigma_input="log_sigma", divide_by_sigma=True)
+    a, ta = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 50, n=N, seed=1, denoise=True, record_every=7)
+    b, tb = ref.annealed_langevin(w, SIGMAS, 1e-3, 50, n=N, seed=1, denoise=True, record_every=7)
+    assert ta.shape == tb.shape == (200 // 7, N, 2)
+    assert_parity(a, b, "denoised output")
+    assert_parity(ta, tb, "trajectory")
+    # The last recorded state is the state after step 196, not the denoised output.
+    assert not np.allclose(ta[-1], a)
+
+
+def test_vae_sample_parity():
+    dec = random_mlp(3, 64, "relu", seed=2)
+    # Decoder: latent 3 -> 2*d outputs [mean | log-variance] for d = 2.
+    import torch
+    dec[-1] = torch.nn.Linear(64, 4)
+    w = gensamp.export(dec, role="vae_decoder", shift=[1.0, -2.0], scale=[2.0, 3.0])
+    assert (w.dim, w.latent_dim) == (2, 3)
+    a = gensamp.vae_sample(w, 500, seed=3)
+    b = ref.vae_sample(w, 500, seed=3)
+    assert_parity(a, b, "vae")
+    # The decoder noise is sampled: samples are not just the decoder means.
+    z = ref.normals(3, np.arange(500), 0, 3)
+    means = ref.forward(w, z)[:, :2] * w.scale + w.shift
+    assert np.min(np.std(a - means, axis=0)) > 0.1
+
+
+def test_parity_bound_detects_a_small_change():
+    """The 1e-4 bound is tight enough to see a 0.1% change of eps over 1000 steps."""
+    net = random_mlp(2, 64, "silu", "sigma", seed=3)
+    w = gensamp.export(net, sigma_input="sigma", divide_by_sigma=True)
+    x0 = np.random.default_rng(0).normal(size=(N, 2)).astype(np.float32)
+    a = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=11)
+    b = ref.annealed_langevin(w, SIGMAS, 1.001e-3, 250, x0=x0, seed=11)
+    with pytest.raises(AssertionError, match="max rel diff"):
+        assert_parity(a, b, "eps off by 0.1%")
