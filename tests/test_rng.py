@@ -37,9 +37,9 @@ def test_normals_match_reference(seed, d):
         for step in (0, 123456, _core.init_step):
             a = _core.normals(seed, chain, step, d)
             b = ref.normals(seed, [chain], step, d)[0]
-            # Box-Muller in double on both sides, rounded to float32: at most one float32 ulp
-            # apart where the two libms round a log/cos differently.
-            np.testing.assert_allclose(a, b, rtol=2.5e-7, atol=1e-7)
+            # Same words and quantisation; the engine's float32 polynomials for log/sin/cos
+            # against numpy's float64 functions: a few float32 ulps apart.
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6)
 
 
 def test_normals_are_standard_normal():

@@ -7,6 +7,7 @@
 #include <array>
 
 #include "gensamp/gemm.hpp"
+#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
@@ -28,7 +29,7 @@ void register_rng(py::module_& m) {
       [](uint64_t seed, uint64_t chain, uint32_t step, int d) {
         if (d < 1) throw std::invalid_argument("d must be >= 1");
         py::array_t<float> out(d);
-        gensamp::chain_normals(seed, chain, step, d, out.mutable_data(), 1);
+        gensamp::tile_normals(seed, chain, 1, step, d, out.mutable_data(), 1);
         return out;
       },
       py::arg("seed"), py::arg("chain"), py::arg("step"), py::arg("d"));

@@ -11,8 +11,12 @@
 
 namespace gensamp {
 
-void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
-                  int width) {
+using LayerKernel = void (*)(const float* W, const float* b, int out, int in, const float* X,
+                             float* Y, int width);
+using NarrowKernel = void (*)(const LayerRef& L, const float* X, float* Y, int width);
+
+static void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
+                         int width) {
   for (int o = 0; o < out; ++o) {
     const float* w = W + long(o) * in;
     float* y = Y + long(o) * width;
@@ -24,6 +28,59 @@ void layer_scalar(const float* W, const float* b, int out, int in, const float* 
     }
   }
 }
+
+
+// Narrow tiles: for each chain, outputs in vectors of 16 from the transposed weights.
+static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width) {
+  float acc[16];
+  for (int c = 0; c < width; ++c)
+    for (int o0 = 0; o0 < L.out; o0 += 16) {
+      for (int v = 0; v < 16; ++v) acc[v] = L.b[o0 + v];
+      for (int k = 0; k < L.in; ++k) {
+        const float x = X[long(k) * width + c];
+        const float* wt = L.WT + long(k) * L.out_pad + o0;
+        for (int v = 0; v < 16; ++v) acc[v] = std::fma(wt[v], x, acc[v]);
+      }
+      const int m = L.out - o0 < 16 ? L.out - o0 : 16;
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = acc[v];
+    }
+}
+
+#ifdef GENSAMP_X86
+__attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, const float* X,
+                                                             float* Y, int width) {
+  alignas(64) float tmp[16];
+  for (int c = 0; c < width; ++c)
+    for (int o0 = 0; o0 < L.out; o0 += 16) {
+      __m512 acc = _mm512_loadu_ps(L.b + o0);
+      for (int k = 0; k < L.in; ++k)
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(L.WT + long(k) * L.out_pad + o0),
+                              _mm512_set1_ps(X[long(k) * width + c]), acc);
+      _mm512_store_ps(tmp, acc);
+      const int m = L.out - o0 < 16 ? L.out - o0 : 16;
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = tmp[v];
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, const float* X,
+                                                            float* Y, int width) {
+  alignas(32) float tmp[16];
+  for (int c = 0; c < width; ++c)
+    for (int o0 = 0; o0 < L.out; o0 += 16) {
+      __m256 a0 = _mm256_loadu_ps(L.b + o0), a1 = _mm256_loadu_ps(L.b + o0 + 8);
+      for (int k = 0; k < L.in; ++k) {
+        const __m256 x = _mm256_set1_ps(X[long(k) * width + c]);
+        const float* wt = L.WT + long(k) * L.out_pad + o0;
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wt), x, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wt + 8), x, a1);
+      }
+      _mm256_store_ps(tmp, a0);
+      _mm256_store_ps(tmp + 8, a1);
+      const int m = L.out - o0 < 16 ? L.out - o0 : 16;
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = tmp[v];
+    }
+}
+#endif
 
 #ifdef GENSAMP_X86
 // Register blocking: R output rows x NB vectors of chains held in accumulators while k runs.
@@ -122,6 +179,7 @@ __attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const
 namespace {
 struct Choice {
   LayerKernel fn;
+  NarrowKernel narrow;
   const char* name;
 };
 
@@ -132,13 +190,13 @@ Choice choose() {
 #ifdef GENSAMP_X86
   __builtin_cpu_init();
   if (!force_scalar && !cap_avx2 && __builtin_cpu_supports("avx512f"))
-    return {layer_avx512, "avx512"};
+    return {layer_avx512, narrow_avx512, "avx512"};
   if (!force_scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {layer_avx2, "avx2"};
+    return {layer_avx2, narrow_avx2, "avx2"};
 #endif
   (void)cap_avx2;
   (void)force_scalar;
-  return {layer_scalar, "scalar"};
+  return {layer_scalar, narrow_scalar, "scalar"};
 }
 
 const Choice& choice() {
@@ -147,7 +205,12 @@ const Choice& choice() {
 }
 }  // namespace
 
-LayerKernel layer_kernel() { return choice().fn; }
+void layer_forward(const LayerRef& L, const float* X, float* Y, int width) {
+  if (width % 16 == 0)
+    choice().fn(L.W, L.b, L.out, L.in, X, Y, width);
+  else
+    choice().narrow(L, X, Y, width);
+}
 const char* simd_level() { return choice().name; }
 
 }  // namespace gensamp

@@ -107,6 +107,20 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
     for (int o = 0; o < f.out; ++o) sigma_col_[o] = f.W[size_t(o) * f.in + d_];
     w0_data_ = std::move(w);
   }
+  auto transpose = [](const std::vector<float>& W, int out, int in, int ld_in) {
+    const int pad = (out + 15) / 16 * 16;
+    std::vector<float> t(size_t(in) * pad, 0.f);
+    for (int o = 0; o < out; ++o)
+      for (int k = 0; k < in; ++k) t[size_t(k) * pad + o] = W[size_t(o) * ld_in + k];
+    return t;
+  };
+  for (const auto& l : L) {
+    wt_.push_back(transpose(l.W, l.out, l.in, l.in));
+    std::vector<float> b(size_t((l.out + 15) / 16 * 16), 0.f);
+    std::copy(l.b.begin(), l.b.end(), b.begin());
+    b_pad_.push_back(std::move(b));
+  }
+  if (extra) wt0_data_ = transpose(L.front().W, L.front().out, d_, L.front().in);
 }
 
 double Mlp::flops_per_eval() const {
@@ -117,7 +131,7 @@ double Mlp::flops_per_eval() const {
 
 void Mlp::prepare(const std::vector<double>& sigmas) {
   const Dense& f = spec_.layers.front();
-  level_bias0_.assign(sigmas.size(), f.b);
+  level_bias0_.assign(sigmas.size(), b_pad_.front());
   level_out_scale_.assign(sigmas.size(), 1.f);
   for (size_t l = 0; l < sigmas.size(); ++l) {
     const double s = sigmas[l];
@@ -140,23 +154,31 @@ std::unique_ptr<Workspace> Mlp::workspace(int width) const {
 void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,
                        Workspace& wsb) const {
   auto& ws = static_cast<MlpWs&>(wsb);
-  const LayerKernel kern = layer_kernel();
   const auto& L = spec_.layers;
-  const float* W0 = in_rows == L.front().in ? L.front().W.data() : w0_data_.data();
+  const bool full0 = in_rows == L.front().in;
   const float* cur = x;
   float* bufs[2] = {ws.a.data(), ws.b.data()};
   for (size_t i = 0; i < L.size(); ++i) {
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
-    kern(i == 0 ? W0 : L[i].W.data(), i == 0 ? bias0 : L[i].b.data(), L[i].out,
-         i == 0 ? in_rows : L[i].in, cur, dst, width);
+    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(), L[i].out, L[i].in,
+                 int(b_pad_[i].size())};
+    if (i == 0) {
+      ref.b = bias0;
+      ref.in = in_rows;
+      if (!full0) {
+        ref.W = w0_data_.data();
+        ref.WT = wt0_data_.data();
+      }
+    }
+    layer_forward(ref, cur, dst, width);
     if (!last) apply_act(spec_.acts[i], dst, long(L[i].out) * width);
     cur = dst;
   }
 }
 
 void Mlp::forward(const float* x, int width, float* out, Workspace& ws) const {
-  forward_from(x, spec_.layers.front().in, spec_.layers.front().b.data(), width, out, ws);
+  forward_from(x, spec_.layers.front().in, b_pad_.front().data(), width, out, ws);
 }
 
 void Mlp::score(const float* x, int width, int level, float* out, Workspace& ws) const {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
@@ -116,6 +117,10 @@ RunResult finish(RunState& st, int64_t n, int d, const float* x) {
 
 inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 
+// Tiles of >= kLane chains are padded to whole SIMD registers; narrower ones (n < 16, or a
+// tiny tile option) run unpadded on the output-vectorised kernel. Same bits either way.
+inline int tile_width(int w) { return w < kLane ? w : round_up(w, kLane); }
+
 }  // namespace
 
 bool openmp_disabled() { return g_omp_disabled.load(); }
@@ -138,14 +143,14 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
   for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
     const int64_t j0 = ti * tile;
     const int w = int(std::min<int64_t>(tile, n - j0));
-    const int width = round_up(w, kLane);
+    const int width = tile_width(w);
     // Per-tile buffers; the step loop below allocates nothing.
     std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width), z(size_t(d) * width, 0.f);
     auto ws = model.workspace(width);
     auto to_data = [&](int i, float v) { return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f); };
 
     if (init_std > 0) {
-      for (int c = 0; c < w; ++c) chain_normals(opt.seed, uint64_t(j0 + c), kInitStep, d, &u[c], width);
+      tile_normals(opt.seed, uint64_t(j0), w, kInitStep, d, u.data(), width);
       const float k = float(init_std);
       for (int i = 0; i < d; ++i)
         for (int c = 0; c < w; ++c) u[size_t(i) * width + c] *= k;
@@ -164,7 +169,7 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
       for (int t = 0; t < sched.T; ++t, ++gstep) {
         if (st.cancel.load(std::memory_order_relaxed)) return;
         model.score(u.data(), width, int(l), s.data(), *ws);
-        for (int c = 0; c < w; ++c) chain_normals(opt.seed, uint64_t(j0 + c), uint32_t(gstep), d, &z[c], width);
+        tile_normals(opt.seed, uint64_t(j0), w, uint32_t(gstep), d, z.data(), width);
         // x <- x + (alpha/2) s(x, sigma) + sqrt(alpha) z   (the seed deck's convention)
         for (int i = 0; i < d; ++i) {
           float* ui = &u[size_t(i) * width];
@@ -203,15 +208,13 @@ RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt)
   for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
     const int64_t j0 = ti * tile;
     const int w = int(std::min<int64_t>(tile, n - j0));
-    const int width = round_up(w, kLane);
+    const int width = tile_width(w);
     std::vector<float> zin(size_t(k) * width, 0.f), out(size_t(2 * d) * width),
         e(size_t(d) * width, 0.f);
     auto ws = dec.workspace(width);
     // z ~ N(0, I) from step 0 of chain j's stream, the decoder noise from step 1.
-    for (int c = 0; c < w; ++c) {
-      chain_normals(opt.seed, uint64_t(j0 + c), 0u, k, &zin[c], width);
-      chain_normals(opt.seed, uint64_t(j0 + c), 1u, d, &e[c], width);
-    }
+    tile_normals(opt.seed, uint64_t(j0), w, 0u, k, zin.data(), width);
+    tile_normals(opt.seed, uint64_t(j0), w, 1u, d, e.data(), width);
     dec.forward(zin.data(), width, out.data(), *ws);
     for (int c = 0; c < w; ++c)
       for (int i = 0; i < d; ++i) {

@@ -38,7 +38,12 @@ def philox4x32_10(counter: Any, key: Any) -> np.ndarray:
 
 
 def normals(seed: int, chains: Any, step: int, d: int) -> np.ndarray:
-    """The engine's standard normals [n, d] for the given chains at one step (float32 values)."""
+    """The engine's standard normals [n, d] for the given chains at one step.
+
+    Box-Muller on each Philox word pair (a, b) with the engine's float32 quantisation
+    u = fl32(fl32(a) 2^-32 + 2^-33), theta = fl32(b) 2^-32; the log, sqrt, cos and sin here are
+    numpy's float64 ones (the engine uses its own float32 polynomials), rounded to float32.
+    """
     j = np.asarray(chains, dtype=np.uint64).reshape(-1)
     out = np.empty((j.size, 4 * ((d + 3) // 4)))
     for k in range((d + 3) // 4):
@@ -46,13 +51,14 @@ def normals(seed: int, chains: Any, step: int, d: int) -> np.ndarray:
             [np.full_like(j, k), np.full_like(j, step), j & _MASK, j >> np.uint64(32)], axis=-1
         )
         key = np.broadcast_to(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2))
-        r = philox4x32_10(ctr, key).astype(np.float64)
+        r = philox4x32_10(ctr, key)
         for p in range(2):
-            u1 = (r[:, 2 * p] + 0.5) / 2.0**32
-            theta = 2.0 * math.pi * (r[:, 2 * p + 1] / 2.0**32)
+            a = r[:, 2 * p].astype(np.float32).astype(np.float64)
+            u1 = (a * 2.0**-32 + 2.0**-33).astype(np.float32).astype(np.float64)
+            theta = r[:, 2 * p + 1].astype(np.float32).astype(np.float64) * 2.0**-32
             rad = np.sqrt(-2.0 * np.log(u1))
-            out[:, 4 * k + 2 * p] = rad * np.cos(theta)
-            out[:, 4 * k + 2 * p + 1] = rad * np.sin(theta)
+            out[:, 4 * k + 2 * p] = rad * np.cos(2.0 * math.pi * theta)
+            out[:, 4 * k + 2 * p + 1] = rad * np.sin(2.0 * math.pi * theta)
     return out[:, :d].astype(np.float32).astype(np.float64)
 
 

@@ -1,20 +1,23 @@
-// Dense layer kernel on a feature-major tile: Y[o][c] = b[o] + sum_k W[o][k] * X[k][c].
+// Dense layer kernels on a feature-major tile: Y[o][c] = b[o] + sum_k W[o][k] * X[k][c].
 // Every element is one fused multiply-add chain over k = 0, 1, ..., in-1 starting from b[o].
 // FMA is correctly rounded, so the scalar path (std::fma), AVX2 and AVX-512 produce identical
-// bits; that is what keeps results independent of the CPU's SIMD level and of tiling.
+// bits, and so do the two loop orders below; that keeps results independent of the CPU's SIMD
+// level, the thread count and the tiling.
 #pragma once
 
 namespace gensamp {
 
-using LayerKernel = void (*)(const float* W, const float* b, int out, int in, const float* X,
-                             float* Y, int width);
+struct LayerRef {
+  const float* W;   // [out][in]
+  const float* WT;  // [in][out_pad]: W transposed, rows zero-padded to out_pad (multiple of 16)
+  const float* b;   // [out_pad], zero-padded
+  int out, in, out_pad;
+};
 
-// The best kernel this CPU supports, chosen once at run time. GENSAMP_SIMD=scalar|avx2|avx512
-// in the environment forces a lower level (used by the tests to compare the paths).
-LayerKernel layer_kernel();
-const char* simd_level();  // "avx512", "avx2" or "scalar"
+// width % 16 == 0: vectorised across chains (register-blocked rows x chains).
+// width < 16: vectorised across outputs (a tile this narrow would waste most SIMD lanes).
+void layer_forward(const LayerRef& L, const float* X, float* Y, int width);
 
-void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
-                  int width);
+const char* simd_level();  // "avx512", "avx2" or "scalar"; GENSAMP_SIMD=scalar|avx2 lowers it
 
 }  // namespace gensamp

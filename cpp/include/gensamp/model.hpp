@@ -76,7 +76,11 @@ class Mlp final : public ScoreModel {
   int d_ = 0, max_width_ = 0;
   std::vector<float> w0_data_;    // W0 without its sigma column (noise-conditional nets)
   std::vector<float> sigma_col_;  // that column
-  std::vector<std::vector<float>> level_bias0_;  // first-layer bias with the sigma column folded in
+  // Per layer: W transposed and zero-padded to a multiple of 16 outputs, and the padded bias
+  // (for the narrow-tile kernel). wt0_data_ is W0's transpose without the sigma column.
+  std::vector<std::vector<float>> wt_, b_pad_;
+  std::vector<float> wt0_data_;
+  std::vector<std::vector<float>> level_bias0_;  // padded first-layer bias, sigma column folded in
   std::vector<float> level_out_scale_;           // 1/sigma when divide_by_sigma, else 1
 };
 

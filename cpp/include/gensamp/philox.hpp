@@ -2,7 +2,6 @@
 // Counter-based: the noise of chain j at step t is a pure function of (seed, j, t), which is
 // what makes results independent of thread count and tile layout.
 #pragma once
-#include <cmath>
 #include <cstdint>
 
 namespace gensamp {
@@ -33,35 +32,5 @@ inline PhiloxBlock philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t
 
 // Step index reserved for drawing default initial states; sampler steps use 0 .. 2^32-2.
 constexpr uint32_t kInitStep = 0xFFFFFFFFu;
-
-// Standard normals number 4k..4k+3 of chain `chain` at step `step`:
-// counter = (k, step, chain_lo, chain_hi), key = (seed_lo, seed_hi); Box-Muller on the two
-// word pairs, u1 = (a + 1/2)/2^32 in (0, 1) so the log is finite, theta = 2*pi*b/2^32.
-// Evaluated in double so that an independent float64 implementation reproduces it to within
-// the last float32 ulp.
-inline void normal_block(uint64_t seed, uint64_t chain, uint32_t step, uint32_t k, float out[4]) {
-  const PhiloxBlock r = philox4x32_10(k, step, uint32_t(chain), uint32_t(chain >> 32),
-                                      uint32_t(seed), uint32_t(seed >> 32));
-  constexpr double inv32 = 1.0 / 4294967296.0;
-  constexpr double two_pi = 6.283185307179586476925286766559;
-  for (int p = 0; p < 2; ++p) {
-    const double u1 = (double(r.v[2 * p]) + 0.5) * inv32;
-    const double th = two_pi * (double(r.v[2 * p + 1]) * inv32);
-    const double rad = std::sqrt(-2.0 * std::log(u1));
-    out[2 * p] = float(rad * std::cos(th));
-    out[2 * p + 1] = float(rad * std::sin(th));
-  }
-}
-
-// d normals of one chain at one step, written with the given stride.
-inline void chain_normals(uint64_t seed, uint64_t chain, uint32_t step, int d, float* z,
-                          long stride) {
-  float blk[4];
-  for (int i = 0; i < d; i += 4) {
-    normal_block(seed, chain, step, uint32_t(i / 4), blk);
-    const int m = d - i < 4 ? d - i : 4;
-    for (int q = 0; q < m; ++q) z[long(i + q) * stride] = blk[q];
-  }
-}
 
 }  // namespace gensamp

@@ -1,0 +1,18 @@
+// Standard normals for a tile of chains at one step, vectorised across chains.
+//
+// Chain j at step t, normals 4k..4k+3: Philox4x32-10 with counter (k, t, j_lo, j_hi) and key
+// (seed_lo, seed_hi) gives words (a0, b0, a1, b1); each pair goes through Box-Muller in float32:
+//   u = fl(fl(a) * 2^-32 + 2^-33)  in (0, 1],   theta = fl(b) * 2^-32  in [0, 1]
+//   r = sqrt(-2 log u),  z = (r cos(2 pi theta), r sin(2 pi theta))
+// with log, sin and cos our own polynomials built from IEEE-exact operations only (add, mul,
+// fma, sqrt, conversions), so every SIMD level and the scalar path produce identical bits.
+// |z| <= 6.8 (u >= 2^-33); the polynomials are accurate to a few float32 ulps.
+#pragma once
+#include <cstdint>
+
+namespace gensamp {
+
+// z[i * ld + c] for chains c = 0..w-1 (global index chain0 + c) and i = 0..d-1.
+void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld);
+
+}  // namespace gensamp

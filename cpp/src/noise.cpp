@@ -1,0 +1,146 @@
+#include "gensamp/noise.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace gensamp {
+
+namespace {
+
+constexpr int kChunk = 16;
+
+// Cephes-style single-precision log on the reduced mantissa m in [sqrt(1/2), sqrt(2)).
+inline float poly_log(float u) {
+  uint32_t bits;
+  std::memcpy(&bits, &u, 4);
+  int e = int((bits >> 23) & 0xFF) - 126;  // u = m * 2^e, m in [0.5, 1)
+  bits = (bits & 0x007FFFFFu) | 0x3F000000u;
+  float m;
+  std::memcpy(&m, &bits, 4);
+  const bool small = m < 0.70710678118654752f;
+  e = small ? e - 1 : e;
+  const float x = small ? (m + m) - 1.f : m - 1.f;
+  const float z = x * x;
+  float y = 7.0376836292e-2f;
+  y = std::fma(y, x, -1.1514610310e-1f);
+  y = std::fma(y, x, 1.1676998740e-1f);
+  y = std::fma(y, x, -1.2420140846e-1f);
+  y = std::fma(y, x, 1.4249322787e-1f);
+  y = std::fma(y, x, -1.6668057665e-1f);
+  y = std::fma(y, x, 2.0000714765e-1f);
+  y = std::fma(y, x, -2.4999993993e-1f);
+  y = std::fma(y, x, 3.3333331174e-1f);
+  y = (y * x) * z;
+  const float fe = float(e);
+  y = std::fma(fe, -2.12194440e-4f, y);
+  y = std::fma(z, -0.5f, y);
+  return std::fma(fe, 0.693359375f, x + y);
+}
+
+// sin and cos of 2*pi*theta for theta in [0, 1]: quadrant from round(4 theta), then the Cephes
+// minimax polynomials on [-pi/4, pi/4].
+inline void poly_sincos_turn(float theta, float& s_out, float& c_out) {
+  const float q4 = theta * 4.f;
+  const int q = int(q4 + 0.5f);               // nearest quadrant, 0..4
+  const float f = theta - float(q) * 0.25f;   // exact: |f| <= 1/8
+  const float x = f * 6.28318530717958647692f;
+  const float z = x * x;
+  float s = -1.9515295891e-4f;
+  s = std::fma(s, z, 8.3321608736e-3f);
+  s = std::fma(s, z, -1.6666654611e-1f);
+  s = std::fma(s * z, x, x);
+  float c = 2.443315711809948e-5f;
+  c = std::fma(c, z, -1.388731625493765e-3f);
+  c = std::fma(c, z, 4.166664568298827e-2f);
+  c = std::fma(c * z, z, std::fma(z, -0.5f, 1.f));
+  const int r = q & 3;
+  const float cs = (r & 1) ? s : c;  // rotate by r quarter turns
+  const float sn = (r & 1) ? c : s;
+  c_out = (r == 1 || r == 2) ? -cs : cs;
+  s_out = (r >= 2) ? -sn : sn;
+}
+
+inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t chain0, int w,
+                                                         uint32_t step, int d, float* z, int ld) {
+  const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int cb = 0; cb < w; cb += kChunk) {
+    const int m = w - cb < kChunk ? w - cb : kChunk;
+    for (int blk = 0; blk * 4 < d; ++blk) {
+      float out[4][kChunk];
+#pragma omp simd
+      for (int c = 0; c < kChunk; ++c) {
+        const uint64_t j = chain0 + uint64_t(cb + c);
+        uint32_t c0 = uint32_t(blk), c1 = step, c2 = uint32_t(j), c3 = uint32_t(j >> 32);
+        uint32_t kk0 = k0, kk1 = k1;
+#pragma GCC unroll 10
+        for (int r = 0; r < 10; ++r) {
+          const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
+          const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
+          const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ kk0;
+          const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ kk1;
+          c0 = n0;
+          c1 = uint32_t(p1);
+          c2 = n2;
+          c3 = uint32_t(p0);
+          kk0 += 0x9E3779B9u;
+          kk1 += 0xBB67AE85u;
+        }
+        // Box-Muller on (c0, c1) and (c2, c3).
+        float sn, cs;
+        const float r0 = std::sqrt(-2.f * poly_log(std::fma(float(c0), 0x1p-32f, 0x1p-33f)));
+        poly_sincos_turn(float(c1) * 0x1p-32f, sn, cs);
+        out[0][c] = r0 * cs;
+        out[1][c] = r0 * sn;
+        const float r1 = std::sqrt(-2.f * poly_log(std::fma(float(c2), 0x1p-32f, 0x1p-33f)));
+        poly_sincos_turn(float(c3) * 0x1p-32f, sn, cs);
+        out[2][c] = r1 * cs;
+        out[3][c] = r1 * sn;
+      }
+      const int rows = d - 4 * blk < 4 ? d - 4 * blk : 4;
+      for (int q = 0; q < rows; ++q)
+        std::memcpy(z + long(4 * blk + q) * ld + cb, out[q], sizeof(float) * m);
+    }
+  }
+}
+
+void normals_scalar(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, int ld) {
+  normals_body(s, c0, w, t, d, z, ld);
+}
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void normals_avx2(uint64_t s, uint64_t c0, int w, uint32_t t,
+                                                      int d, float* z, int ld) {
+  normals_body(s, c0, w, t, d, z, ld);
+}
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) void normals_avx512(
+    uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, int ld) {
+  normals_body(s, c0, w, t, d, z, ld);
+}
+#endif
+
+using Fn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, int);
+
+Fn choose() {
+  const char* env = std::getenv("GENSAMP_SIMD");
+  const bool scalar = env && std::strcmp(env, "scalar") == 0;
+  const bool avx2 = env && std::strcmp(env, "avx2") == 0;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (!scalar && !avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+    return normals_avx512;
+  if (!scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return normals_avx2;
+#endif
+  (void)scalar;
+  (void)avx2;
+  return normals_scalar;
+}
+
+}  // namespace
+
+void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld) {
+  static const Fn fn = choose();
+  fn(seed, chain0, w, step, d, z, ld);
+}
+
+}  // namespace gensamp
