@@ -1,0 +1,143 @@
+"""Chain throughput of the C++ engine against the PyTorch peer, measured side by side.
+
+For each network (d, hidden), chain count N and thread count, both run the same annealed
+Langevin schedule (L = 10 levels, T steps each) on the same network; we report chain-steps/s
+and achieved GFLOP/s (network FLOPs only), next to the machine's sgemm ceiling measured in the
+same run (torch.mm 4096^3, all threads). Targets are asserted as ratios (--check, default on):
+they are never timed unit tests.
+
+    python bench/throughput.py            # full table, JSON + plot in bench/results/
+    python bench/throughput.py --smoke    # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _common as C  # noqa: E402
+
+import gensamp  # noqa: E402
+
+FULL = dict(shapes=[(1, 128), (2, 128), (64, 256)], ns=[1, 100, 1_000, 10_000, 100_000, 1_000_000])
+SMOKE = dict(shapes=[(1, 128)], ns=[1, 100, 1000])
+
+
+def steps_for(n: int, flops: float, budget: float) -> int:
+    """T per level so that one run does about `budget` FLOPs (at least 1, at most 2000)."""
+    return int(np.clip(round(budget / (flops * n * C.L_LEVELS)), 1, 2000))
+
+
+def measure(shapes, ns, threads_list, budget, reps):
+    rows = []
+    for d, h in shapes:
+        net = C.network(d, h)
+        w = C.export(net)
+        fl = C.flops_per_step(d, h)
+        for n in ns:
+            T = steps_for(n, fl, budget)
+            chain_steps = n * C.L_LEVELS * T
+            for th in threads_list:
+                torch.set_num_threads(th)
+                t_cpp = C.timed(lambda: C.engine(w, n, T, th), reps)
+                t_peer = C.timed(lambda: C.torch_peer(net, n, d, T), reps if n < 100_000 else 1)
+                row = dict(d=d, hidden=h, n=n, threads=th, T=T, levels=C.L_LEVELS,
+                           cpp_chain_steps_s=chain_steps / t_cpp,
+                           torch_chain_steps_s=chain_steps / t_peer,
+                           cpp_gflops=chain_steps * fl / t_cpp / 1e9,
+                           torch_gflops=chain_steps * fl / t_peer / 1e9)
+                row["speedup"] = row["cpp_chain_steps_s"] / row["torch_chain_steps_s"]
+                rows.append(row)
+                print(f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={T:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
+                      f"({row['cpp_gflops']:6.1f} GF/s)  torch {row['torch_chain_steps_s']:9.3g}/s "
+                      f"({row['torch_gflops']:6.1f} GF/s)  x{row['speedup']:.1f}", flush=True)
+    return rows
+
+
+def check(rows, ceiling, all_threads):
+    """The issue's targets, as (description, measured, required, ok) tuples."""
+    out = []
+
+    def row(d, h, n, th):
+        return next((r for r in rows if (r["d"], r["hidden"], r["n"], r["threads"]) == (d, h, n, th)), None)
+
+    for d, h in sorted({(r["d"], r["hidden"]) for r in rows}):
+        for n, need in ((1, 10.0), (1_000, 1.5), (100_000, 3.0), (1_000_000, 3.0)):
+            r = row(d, h, n, all_threads)
+            if r:
+                out.append((f"speed-up vs torch, ({d},{h}) N={n}", r["speedup"], need, r["speedup"] >= need))
+        if (d, h) in ((1, 128), (64, 256)):
+            for r in rows:
+                if (r["d"], r["hidden"], r["threads"]) == (d, h, all_threads) and r["n"] >= 1_000:
+                    frac = r["cpp_gflops"] / ceiling
+                    out.append((f"fraction of sgemm ceiling, ({d},{h}) N={r['n']}", frac, 0.70, frac >= 0.70))
+        if all_threads >= 2:
+            for r1 in rows:
+                if (r1["d"], r1["hidden"], r1["threads"]) == (d, h, 1) and r1["n"] >= 10_000:
+                    r2 = row(d, h, r1["n"], 2) or row(d, h, r1["n"], all_threads)
+                    if r2:
+                        s = r2["cpp_chain_steps_s"] / r1["cpp_chain_steps_s"]
+                        out.append((f"2 threads / 1 thread, ({d},{h}) N={r1['n']}", s, 1.8, s >= 1.8))
+    return out
+
+
+def plot(rows, ceiling, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shapes = sorted({(r["d"], r["hidden"]) for r in rows})
+    fig, axes = plt.subplots(1, len(shapes), figsize=(5 * len(shapes), 4), squeeze=False)
+    for ax, (d, h) in zip(axes[0], shapes):
+        for th in sorted({r["threads"] for r in rows}):
+            sel = [r for r in rows if (r["d"], r["hidden"], r["threads"]) == (d, h, th)]
+            ns = [r["n"] for r in sel]
+            ax.loglog(ns, [r["cpp_chain_steps_s"] for r in sel], "o-", label=f"gensamp C++, {th} thr")
+            ax.loglog(ns, [r["torch_chain_steps_s"] for r in sel], "s--", label=f"PyTorch loop, {th} thr")
+        ax.axhline(ceiling * 1e9 / C.flops_per_step(d, h), color="k", lw=0.8, ls=":",
+                   label="sgemm ceiling (all threads)")
+        ax.set(title=f"d={d}, hidden={h}", xlabel="chains N", ylabel="chain-steps / s")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
+    ap.add_argument("--no-check", dest="check", action="store_false", help="report targets, don't fail")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    all_threads = os.cpu_count() or 1
+    cfg = SMOKE if args.smoke else FULL
+    budget = 2e8 if args.smoke else 2e10
+    t0 = time.time()
+    torch.set_num_threads(all_threads)
+    ceiling = C.sgemm_ceiling(1024 if args.smoke else 4096)
+    print(f"sgemm ceiling: {ceiling:.1f} GFLOP/s ({all_threads} threads)  simd={gensamp.simd_level()}")
+    threads_list = sorted({1, all_threads})
+    rows = measure(cfg["shapes"], cfg["ns"], threads_list, budget, 1 if args.smoke else 2)
+    results = check(rows, ceiling, all_threads)
+    print("\n| target | measured | required | |\n|---|---|---|---|")
+    for desc, got, need, ok in results:
+        print(f"| {desc} | {got:.2f} | >= {need} | {'PASS' if ok else 'FAIL'} |")
+    name = "throughput_smoke" if args.smoke else "throughput"
+    C.write_json(os.path.join(args.out, f"{name}.json"), dict(
+        machine=C.machine(), sgemm_gflops=ceiling, rows=rows, seconds=time.time() - t0,
+        targets=[dict(target=a, measured=b, required=c, ok=bool(d)) for a, b, c, d in results]))
+    plot(rows, ceiling, os.path.join(args.out, f"{name}.png"))
+    print(f"wrote {args.out}/{name}.json and .png in {time.time() - t0:.0f} s")
+    failed = [r for r in results if not r[3]]
+    return 1 if (args.check and failed and not args.smoke) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The bench scripts run end to end (tiny sizes); their targets are checked by the full runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True,
+                          text=True, check=True, timeout=600).stdout
+
+
+def test_throughput_smoke(tmp_path):
+    out = _run("throughput.py", "--smoke", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "throughput_smoke.json").read_text())
+    assert data["sgemm_gflops"] > 0 and "speed-up vs torch" in out
+    assert {r["n"] for r in data["rows"]} == {1, 100, 1000}
+    for r in data["rows"]:
+        assert r["cpp_chain_steps_s"] > 0 and r["torch_chain_steps_s"] > 0
+    assert (tmp_path / "throughput_smoke.png").stat().st_size > 10_000
+
+
+def test_scaling_and_memory_smoke(tmp_path):
+    _run("scaling.py", "--smoke", "--out", str(tmp_path))
+    rows = json.loads((tmp_path / "scaling_smoke.json").read_text())["rows"]
+    assert rows[0]["threads"] == 1 and rows[0]["speedup"] == 1.0
+    _run("memory.py", "--n", "200000", "--out", str(tmp_path))
+    mem = json.loads((tmp_path / "memory.json").read_text())
+    # Per-tile buffers only: nothing proportional to N beyond the output itself.
+    assert mem["ok"] and mem["output_bytes"] == 200000 * 2 * 4
