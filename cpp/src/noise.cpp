@@ -61,8 +61,32 @@ inline void poly_sincos_turn(float theta, float& s_out, float& c_out) {
   s_out = (r >= 2) ? -sn : sn;
 }
 
+// Stores the normals: z[i * ld + c].
+struct StoreSink {
+  float* z;
+  int ld;
+  inline void operator()(int row, int c0, const float* v, int m) const {
+    std::memcpy(z + long(row) * ld + c0, v, sizeof(float) * m);
+  }
+};
+
+// The Langevin update fused with the noise: u <- (u + half * s) + root * z, row by row while
+// the fresh normals are still in registers / L1.
+struct UpdateSink {
+  float* u;
+  const float* s;
+  int ld;
+  float half, root;
+  inline void operator()(int row, int c0, const float* v, int m) const {
+    float* ur = u + long(row) * ld + c0;
+    const float* sr = s + long(row) * ld + c0;
+    for (int c = 0; c < m; ++c) ur[c] = (ur[c] + half * sr[c]) + root * v[c];
+  }
+};
+
+template <class Sink>
 inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t chain0, int w,
-                                                         uint32_t step, int d, float* z, int ld) {
+                                                         uint32_t step, int d, const Sink& sink) {
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int cb = 0; cb < w; cb += kChunk) {
     const int m = w - cb < kChunk ? w - cb : kChunk;
@@ -98,29 +122,37 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
         out[3][c] = r1 * sn;
       }
       const int rows = d - 4 * blk < 4 ? d - 4 * blk : 4;
-      for (int q = 0; q < rows; ++q)
-        std::memcpy(z + long(4 * blk + q) * ld + cb, out[q], sizeof(float) * m);
+      for (int q = 0; q < rows; ++q) sink(4 * blk + q, cb, out[q], m);
     }
   }
 }
 
-void normals_scalar(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, int ld) {
-  normals_body(s, c0, w, t, d, z, ld);
-}
+// One instantiation per SIMD level (the body is always inlined into each target).
+#define GENSAMP_NOISE_FNS(SUFFIX, ATTR)                                                        \
+  ATTR void normals_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z,     \
+                             int ld) {                                                         \
+    normals_body(s, c0, w, t, d, StoreSink{z, ld});                                            \
+  }                                                                                            \
+  ATTR void update_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* u,      \
+                            const float* sc, int ld, float half, float root) {                 \
+    normals_body(s, c0, w, t, d, UpdateSink{u, sc, ld, half, root});                           \
+  }
+
+GENSAMP_NOISE_FNS(scalar, )
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) void normals_avx2(uint64_t s, uint64_t c0, int w, uint32_t t,
-                                                      int d, float* z, int ld) {
-  normals_body(s, c0, w, t, d, z, ld);
-}
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) void normals_avx512(
-    uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, int ld) {
-  normals_body(s, c0, w, t, d, z, ld);
-}
+GENSAMP_NOISE_FNS(avx2, __attribute__((target("avx2,fma"))))
+GENSAMP_NOISE_FNS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
 #endif
 
-using Fn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, int);
+using NormalsFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, int);
+using UpdateFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, const float*, int, float,
+                          float);
+struct Fns {
+  NormalsFn normals;
+  UpdateFn update;
+};
 
-Fn choose() {
+Fns choose() {
   const char* env = std::getenv("GENSAMP_SIMD");
   const bool scalar = env && std::strcmp(env, "scalar") == 0;
   const bool avx2 = env && std::strcmp(env, "avx2") == 0;
@@ -128,19 +160,29 @@ Fn choose() {
   __builtin_cpu_init();
   if (!scalar && !avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-    return normals_avx512;
-  if (!scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return normals_avx2;
+    return {normals_avx512, update_avx512};
+  if (!scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {normals_avx2, update_avx2};
 #endif
   (void)scalar;
   (void)avx2;
-  return normals_scalar;
+  return {normals_scalar, update_scalar};
+}
+
+const Fns& fns() {
+  static const Fns f = choose();
+  return f;
 }
 
 }  // namespace
 
 void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld) {
-  static const Fn fn = choose();
-  fn(seed, chain0, w, step, d, z, ld);
+  fns().normals(seed, chain0, w, step, d, z, ld);
+}
+
+void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
+                          const float* s, int ld, float half, float root) {
+  fns().update(seed, chain0, w, step, d, u, s, ld, half, root);
 }
 
 }  // namespace gensamp

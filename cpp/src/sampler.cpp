@@ -145,7 +145,7 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
     const int w = int(std::min<int64_t>(tile, n - j0));
     const int width = tile_width(w);
     // Per-tile buffers; the step loop below allocates nothing.
-    std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width), z(size_t(d) * width, 0.f);
+    std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width);
     auto ws = model.workspace(width);
     auto to_data = [&](int i, float v) { return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f); };
 
@@ -169,14 +169,9 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
       for (int t = 0; t < sched.T; ++t, ++gstep) {
         if (st.cancel.load(std::memory_order_relaxed)) return;
         model.score(u.data(), width, int(l), s.data(), *ws);
-        tile_normals(opt.seed, uint64_t(j0), w, uint32_t(gstep), d, z.data(), width);
         // x <- x + (alpha/2) s(x, sigma) + sqrt(alpha) z   (the seed deck's convention)
-        for (int i = 0; i < d; ++i) {
-          float* ui = &u[size_t(i) * width];
-          const float* si = &s[size_t(i) * width];
-          const float* zi = &z[size_t(i) * width];
-          for (int c = 0; c < w; ++c) ui[c] = (ui[c] + half * si[c]) + root * zi[c];
-        }
+        tile_langevin_update(opt.seed, uint64_t(j0), w, uint32_t(gstep), d, u.data(), s.data(),
+                             width, half, root);
         if (opt.record_every > 0 && (gstep + 1) % opt.record_every == 0) {
           float* dst = traj + ((gstep + 1) / opt.record_every - 1) * n * d;
           for (int c = 0; c < w; ++c)

@@ -15,4 +15,9 @@ namespace gensamp {
 // z[i * ld + c] for chains c = 0..w-1 (global index chain0 + c) and i = 0..d-1.
 void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld);
 
+// The Langevin step with its noise generated in the same pass:
+// u[i*ld + c] <- (u + half * s[i*ld + c]) + root * z_{chain0+c, i}   (the seed's convention).
+void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
+                          const float* s, int ld, float half, float root);
+
 }  // namespace gensamp
