@@ -17,7 +17,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -29,32 +28,14 @@ FULL = dict(shapes=[(1, 128), (2, 128), (64, 256)], ns=[1, 100, 1_000, 10_000, 1
 SMOKE = dict(shapes=[(1, 128)], ns=[1, 100, 1000])
 
 
-def steps_for(n: int, flops: float, budget: float) -> int:
-    """T per level so that one run does about `budget` FLOPs (at least 1, at most 2000)."""
-    return int(np.clip(round(budget / (flops * n * C.L_LEVELS)), 1, 2000))
-
-
 def measure(shapes, ns, threads_list, budget, reps):
     rows = []
     for d, h in shapes:
-        net = C.network(d, h)
-        w = C.export(net)
-        fl = C.flops_per_step(d, h)
         for n in ns:
-            T = steps_for(n, fl, budget)
-            chain_steps = n * C.L_LEVELS * T
             for th in threads_list:
-                torch.set_num_threads(th)
-                t_cpp = C.timed(lambda: C.engine(w, n, T, th), reps)
-                t_peer = C.timed(lambda: C.torch_peer(net, n, d, T), reps if n < 100_000 else 1)
-                row = dict(d=d, hidden=h, n=n, threads=th, T=T, levels=C.L_LEVELS,
-                           cpp_chain_steps_s=chain_steps / t_cpp,
-                           torch_chain_steps_s=chain_steps / t_peer,
-                           cpp_gflops=chain_steps * fl / t_cpp / 1e9,
-                           torch_gflops=chain_steps * fl / t_peer / 1e9)
-                row["speedup"] = row["cpp_chain_steps_s"] / row["torch_chain_steps_s"]
+                row = C.compare(d, h, n, th, budget, reps)
                 rows.append(row)
-                print(f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={T:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
+                print(f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
                       f"({row['cpp_gflops']:6.1f} GF/s)  torch {row['torch_chain_steps_s']:9.3g}/s "
                       f"({row['torch_gflops']:6.1f} GF/s)  x{row['speedup']:.1f}", flush=True)
     return rows

@@ -1,0 +1,141 @@
+"""Throughput measurement: the benchmark network, the PyTorch loop a user would write instead,
+and the machine's sgemm ceiling. Used by ``gensamp bench`` and the scripts under bench/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .export import export as _export
+from .samplers import annealed_langevin
+from .weights import Weights
+
+L_LEVELS = 10
+SIGMAS = np.geomspace(10.0, 0.1, L_LEVELS)
+
+
+def network(d: int, hidden: int, seed: int = 0) -> Any:
+    """The benchmark net: 3 Linear layers with ReLU, log-sigma appended to the input."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(d + 1, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, d),
+    )
+    with torch.no_grad():  # a small output layer keeps chains bounded over many steps
+        net[-1].weight.mul_(0.1)
+    return net
+
+
+def export(net: Any) -> Weights:
+    return _export(net, sigma_input="log_sigma", divide_by_sigma=True)
+
+
+def flops_per_step(d: int, hidden: int) -> float:
+    """Multiply-adds x 2 of one network evaluation (the O(d) update is not counted)."""
+    return 2.0 * ((d + 1) * hidden + hidden * hidden + hidden * d)
+
+
+def torch_peer(net: Any, n: int, d: int, T: int, eps: float = 1e-3) -> None:
+    """What a user writes instead: batched annealed Langevin in PyTorch, default threads."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.randn(n, d)
+        sL2 = float(SIGMAS[-1]) ** 2
+        for s in SIGMAS:
+            s = float(s)
+            a = eps * s * s / sL2
+            cond = torch.full((n, 1), float(np.log(s)))
+            for _ in range(T):
+                x = x + a / 2 * net(torch.cat([x, cond], 1)) / s + np.sqrt(a) * torch.randn_like(x)
+
+
+def engine(w: Weights, n: int, T: int, threads: int, eps: float = 1e-3) -> None:
+    annealed_langevin(w, SIGMAS, eps, T, n=n, threads=threads, seed=1)
+
+
+def timed(fn: Callable[[], Any], reps: int = 3) -> float:
+    """Best wall time of `reps` runs (the one least disturbed by other processes)."""
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def sgemm_ceiling(size: int = 4096, reps: int = 5) -> float:
+    """Achieved GFLOP/s of torch's float32 matrix product at size^3 (current torch threads)."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    return 2.0 * size**3 / timed(lambda: torch.mm(a, b), reps) / 1e9
+
+
+def steps_for(n: int, flops: float, budget: float) -> int:
+    """T per level so that one run does about `budget` FLOPs (1 to 2000)."""
+    return int(np.clip(round(budget / (flops * n * L_LEVELS)), 1, 2000))
+
+
+def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int) -> dict[str, Any]:
+    """One row: the engine and the PyTorch peer on the same network and schedule."""
+    import torch
+
+    net = network(d, hidden)
+    w = export(net)
+    fl = flops_per_step(d, hidden)
+    T = steps_for(n, fl, budget)
+    steps = n * L_LEVELS * T
+    torch.set_num_threads(threads)
+    t_cpp = timed(lambda: engine(w, n, T, threads), reps)
+    t_peer = timed(lambda: torch_peer(net, n, d, T), reps if n < 100_000 else 1)
+    return dict(d=d, hidden=hidden, n=n, threads=threads, T=T, levels=L_LEVELS,
+                cpp_chain_steps_s=steps / t_cpp, torch_chain_steps_s=steps / t_peer,
+                cpp_gflops=steps * fl / t_cpp / 1e9, torch_gflops=steps * fl / t_peer / 1e9,
+                speedup=t_peer / t_cpp)
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    from . import __version__
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "gensamp": __version__,
+        "simd": _core.simd_level(),
+        "openmp": bool(_core.have_openmp),
+        "omp_max_threads": int(_core.max_threads()),
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(payload, fh, indent=1)
