@@ -116,3 +116,20 @@ def test_parity_bound_detects_a_small_change():
     b = ref.annealed_langevin(w, SIGMAS, 1.001e-3, 250, x0=x0, seed=11)
     with pytest.raises(AssertionError, match="max rel diff"):
         assert_parity(a, b, "eps off by 0.1%")
+
+
+@pytest.mark.parametrize("act,mode", [("relu", "none"), ("tanh", "log_sigma")])
+def test_wide_and_high_dimensional_parity(act, mode):
+    """The kernel's range beyond the core grid: width 512, d = 96 (not a multiple of 16)."""
+    d, width = 96, 512
+    net = random_mlp(d, width, act, mode, seed=77, gain=0.5)
+    w = gensamp.export(net, sigma_input=mode, divide_by_sigma=mode != "none")
+    x0 = np.random.default_rng(3).normal(size=(N, d)).astype(np.float32)
+    if mode == "none":
+        a = gensamp.langevin(w, 1e-3, 1000, x0=x0, seed=5)
+        b = ref.langevin(w, 1e-3, 1000, x0=x0, seed=5)
+    else:
+        a = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=5)
+        b = ref.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=5)
+    assert np.std(b - x0) > 0.3
+    assert_parity(a, b, f"{act}/{mode} d={d} width={width}")
