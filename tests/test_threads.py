@@ -50,9 +50,11 @@ SCRIPT = """
 import sys, numpy as np, gensamp
 sys.path.insert(0, {tests!r})
 from conftest import random_mlp
-w = gensamp.export(random_mlp(5, 72, "gelu", "sigma", seed=4), sigma_input="sigma")
-x = gensamp.annealed_langevin(w, [1.0, 0.3, 0.1], 1e-3, 40, n=90, seed=3, threads=2)
-np.save({out!r}, x)
+outs = []
+for act in ("gelu", "silu", "tanh", "softplus", "elu", "sigmoid", "gelu_tanh"):
+    w = gensamp.export(random_mlp(5, 72, act, "sigma", seed=4), sigma_input="sigma")
+    outs.append(gensamp.annealed_langevin(w, [1.0, 0.3, 0.1], 1e-3, 40, n=90, seed=3, threads=2))
+np.save({out!r}, np.stack(outs))
 print(gensamp.simd_level())
 """
 

@@ -1,5 +1,7 @@
 #include "gensamp/noise.hpp"
 
+#include "gensamp/fastmath.hpp"
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -9,34 +11,6 @@ namespace gensamp {
 namespace {
 
 constexpr int kChunk = 16;
-
-// Cephes-style single-precision log on the reduced mantissa m in [sqrt(1/2), sqrt(2)).
-inline float poly_log(float u) {
-  uint32_t bits;
-  std::memcpy(&bits, &u, 4);
-  int e = int((bits >> 23) & 0xFF) - 126;  // u = m * 2^e, m in [0.5, 1)
-  bits = (bits & 0x007FFFFFu) | 0x3F000000u;
-  float m;
-  std::memcpy(&m, &bits, 4);
-  const bool small = m < 0.70710678118654752f;
-  e = small ? e - 1 : e;
-  const float x = small ? (m + m) - 1.f : m - 1.f;
-  const float z = x * x;
-  float y = 7.0376836292e-2f;
-  y = std::fma(y, x, -1.1514610310e-1f);
-  y = std::fma(y, x, 1.1676998740e-1f);
-  y = std::fma(y, x, -1.2420140846e-1f);
-  y = std::fma(y, x, 1.4249322787e-1f);
-  y = std::fma(y, x, -1.6668057665e-1f);
-  y = std::fma(y, x, 2.0000714765e-1f);
-  y = std::fma(y, x, -2.4999993993e-1f);
-  y = std::fma(y, x, 3.3333331174e-1f);
-  y = (y * x) * z;
-  const float fe = float(e);
-  y = std::fma(fe, -2.12194440e-4f, y);
-  y = std::fma(z, -0.5f, y);
-  return std::fma(fe, 0.693359375f, x + y);
-}
 
 // sin and cos of 2*pi*theta for theta in [0, 1]: quadrant from round(4 theta), then the Cephes
 // minimax polynomials on [-pi/4, pi/4].
@@ -112,11 +86,11 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
         }
         // Box-Muller on (c0, c1) and (c2, c3).
         float sn, cs;
-        const float r0 = std::sqrt(-2.f * poly_log(std::fma(float(c0), 0x1p-32f, 0x1p-33f)));
+        const float r0 = std::sqrt(-2.f * fm_log(std::fma(float(c0), 0x1p-32f, 0x1p-33f)));
         poly_sincos_turn(float(c1) * 0x1p-32f, sn, cs);
         out[0][c] = r0 * cs;
         out[1][c] = r0 * sn;
-        const float r1 = std::sqrt(-2.f * poly_log(std::fma(float(c2), 0x1p-32f, 0x1p-33f)));
+        const float r1 = std::sqrt(-2.f * fm_log(std::fma(float(c2), 0x1p-32f, 0x1p-33f)));
         poly_sincos_turn(float(c3) * 0x1p-32f, sn, cs);
         out[2][c] = r1 * cs;
         out[3][c] = r1 * sn;

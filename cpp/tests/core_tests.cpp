@@ -1,0 +1,839 @@
+// Plain C++ tests of the engine (no Python, no framework), built with -DGENSAMP_BUILD_TESTS=ON
+// and run by ctest; scripts/sanitize.sh runs them under AddressSanitizer + UBSan.
+//
+//   gensamp_core_tests            run every test
+//   gensamp_core_tests NAME...    run the named tests only
+//
+// Exit status: 0 when every check passed, 1 otherwise. Each test prints [ RUN ] / [  OK  ] /
+// [ FAIL ] and every failed check its file:line and expression.
+#include <pthread.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gensamp/gemm.hpp"
+#include "gensamp/model.hpp"
+#include "gensamp/noise.hpp"
+#include "gensamp/philox.hpp"
+#include "gensamp/sampler.hpp"
+
+#ifdef GENSAMP_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+using namespace gensamp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int g_failures = 0;
+int g_test_failures = 0;
+
+#define CHECK(cond)                                                                  \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      std::fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++g_failures;                                                                  \
+    }                                                                                \
+  } while (0)
+
+#define CHECK_MSG(cond, ...)                                                         \
+  do {                                                                               \
+    if (!(cond)) {                                                                   \
+      std::fprintf(stderr, "  %s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                             \
+      std::fprintf(stderr, "\n");                                                    \
+      ++g_failures;                                                                  \
+    }                                                                                \
+  } while (0)
+
+// True when f() throws an E whose what() contains `needle` (nullptr: any message).
+template <class E, class F>
+bool throws(F&& f, const char* needle = nullptr) {
+  try {
+    f();
+  } catch (const E& e) {
+    if (needle && !std::strstr(e.what(), needle)) {
+      std::fprintf(stderr, "  exception message '%s' lacks '%s'\n", e.what(), needle);
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  unexpected exception type: %s\n", e.what());
+    return false;
+  } catch (...) {
+    std::fprintf(stderr, "  unexpected non-std exception\n");
+    return false;
+  }
+  return false;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+bool all_finite(const std::vector<float>& a) {
+  for (float v : a)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// Deterministic uniform(-1, 1) numbers from Philox (no <random>: its distributions are not
+// specified bit for bit across standard libraries).
+struct Uniform {
+  uint32_t key, ctr = 0;
+  explicit Uniform(uint32_t k) : key(k) {}
+  double operator()() {
+    const auto b = philox4x32_10(ctr++, 0, 0, 0, key, 0x5eed);
+    return double(b.v[0]) / 2147483648.0 - 1.0;
+  }
+};
+
+Dense dense(int out, int in, Uniform& U, double gain = 1.0) {
+  Dense l;
+  l.out = out;
+  l.in = in;
+  const double s = gain / std::sqrt(double(in));
+  for (int i = 0; i < out * in; ++i) l.W.push_back(float(s * U()));
+  for (int i = 0; i < out; ++i) l.b.push_back(float(0.1 * U()));
+  return l;
+}
+
+MlpSpec mlp_spec(int d, int width, int depth, Act act, SigmaInput si = SigmaInput::none,
+                 bool divide = false, uint32_t seed = 1) {
+  Uniform U(seed);
+  MlpSpec s;
+  const int in0 = d + (si == SigmaInput::none ? 0 : 1);
+  for (int i = 0; i < depth; ++i) {
+    const int in = i == 0 ? in0 : width, out = i + 1 == depth ? d : width;
+    s.layers.push_back(dense(out, in, U));
+    if (i + 1 < depth) s.acts.push_back(act);
+  }
+  s.sigma_input = si;
+  s.divide_by_sigma = divide;
+  return s;
+}
+
+double act_ref(Act a, double x) {
+  switch (a) {
+    case Act::identity: return x;
+    case Act::relu: return x > 0 ? x : 0;
+    case Act::leaky_relu: return x > 0 ? x : 0.01 * x;
+    case Act::elu: return x > 0 ? x : std::expm1(x);
+    case Act::silu: return x / (1 + std::exp(-x));
+    case Act::softplus: return x > 20 ? x : std::log1p(std::exp(x));
+    case Act::tanh: return std::tanh(x);
+    case Act::sigmoid: return 1 / (1 + std::exp(-x));
+    case Act::gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case Act::gelu_tanh:
+      return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+  }
+  return NAN;
+}
+
+// Network outputs in double for one input vector (the spec's raw layers).
+std::vector<double> forward_ref(const MlpSpec& s, std::vector<double> h) {
+  for (size_t i = 0; i < s.layers.size(); ++i) {
+    const Dense& l = s.layers[i];
+    std::vector<double> y(l.out);
+    for (int o = 0; o < l.out; ++o) {
+      double acc = l.b[o];
+      for (int k = 0; k < l.in; ++k) acc += double(l.W[size_t(o) * l.in + k]) * h[k];
+      y[o] = i + 1 < s.layers.size() ? act_ref(s.acts[i], acc) : acc;
+    }
+    h = std::move(y);
+  }
+  return h;
+}
+
+// Runs a plain or annealed chain set and returns (final states, trajectory, result).
+struct Run {
+  std::vector<float> x, traj;
+  RunResult res;
+};
+
+Run run(ScoreModel& m, const Schedule& sched, int64_t n, const std::vector<float>* x0, int threads,
+        int tile = 64, int record_every = 0, bool denoise = false, uint64_t seed = 7,
+        std::function<bool()> poll = {}) {
+  Run r;
+  const int d = m.dim();
+  r.x.assign(size_t(n) * d, 0.f);
+  if (x0) r.x = *x0;
+  const long nrec = record_every > 0 ? sched.total_steps() / record_every : 0;
+  r.traj.assign(size_t(nrec) * n * d, 0.f);
+  RunOptions opt;
+  opt.seed = seed;
+  opt.threads = threads;
+  opt.tile = tile;
+  opt.record_every = nrec > 0 ? record_every : 0;
+  opt.denoise = denoise;
+  opt.poll = std::move(poll);
+  r.res = run_langevin(m, sched, n, r.x.data(), x0 ? 0.0 : 1.0, nrec ? r.traj.data() : nullptr, opt);
+  return r;
+}
+
+// ---- test models ---------------------------------------------------------------------------
+
+// Scores of a tile at level `level` of `sigmas`. With Wrapper below, the only code here that
+// depends on the prepare()/score() signatures.
+void score_tile(ScoreModel& m, const std::vector<double>& sigmas, int level, const float* x,
+                int width, float* out) {
+  m.prepare(sigmas);
+  auto ws = m.workspace(width);
+  m.score(x, width, level, out, *ws);
+}
+
+// Delegates to another model and calls hooks first, so tests can inject failures, delays or
+// bookkeeping. Only this class depends on the ScoreModel interface's signatures.
+class Wrapper : public ScoreModel {
+ public:
+  explicit Wrapper(ScoreModel& inner) : inner_(inner) {}
+  int dim() const override { return inner_.dim(); }
+  void prepare(const std::vector<double>& s) override { inner_.prepare(s); }
+  std::unique_ptr<Workspace> workspace(int width) const override {
+    before_workspace();
+    return inner_.workspace(width);
+  }
+  void score(const float* x, int width, int level, float* out, Workspace& ws) const override {
+    before_score();
+    inner_.score(x, width, level, out, ws);
+  }
+
+ protected:
+  virtual void before_workspace() const {}
+  virtual void before_score() const {}
+  ScoreModel& inner_;
+};
+
+// Throws from score() on the `after`-th call overall, or from workspace() when asked to.
+class Throwing final : public Wrapper {
+ public:
+  enum class Where { score, workspace, bad_alloc };
+  Throwing(ScoreModel& inner, Where w, long after) : Wrapper(inner), where_(w), after_(after) {}
+
+ private:
+  void before_workspace() const override {
+    if (where_ == Where::workspace && calls_.fetch_add(1) >= after_)
+      throw std::runtime_error("injected failure in workspace()");
+  }
+  void before_score() const override {
+    if (where_ != Where::workspace && calls_.fetch_add(1) == after_) {
+      if (where_ == Where::bad_alloc) throw std::bad_alloc();
+      throw std::runtime_error("injected failure in score()");
+    }
+  }
+  Where where_;
+  long after_;
+  mutable std::atomic<long> calls_{0};
+};
+
+// score(u) = a * u exactly (a one-layer identity network): chains grow by (1 + eps a / 2) a step.
+Mlp linear_model(int d, float a) {
+  MlpSpec s;
+  Dense l;
+  l.in = l.out = d;
+  l.W.assign(size_t(d) * d, 0.f);
+  for (int i = 0; i < d; ++i) l.W[size_t(i) * d + i] = a;
+  l.b.assign(d, 0.f);
+  s.layers.push_back(l);
+  return Mlp(s);
+}
+
+// ---- tests -----------------------------------------------------------------------------------
+
+void test_philox_known_answers() {
+  // Random123's kat_vectors for philox4x32_10.
+  const auto a = philox4x32_10(0, 0, 0, 0, 0, 0);
+  CHECK(a.v[0] == 0x6627e8d5u && a.v[1] == 0xe169c58du && a.v[2] == 0xbc57ac4cu &&
+        a.v[3] == 0x9b00dbd8u);
+  const uint32_t F = 0xffffffffu;
+  const auto b = philox4x32_10(F, F, F, F, F, F);
+  CHECK(b.v[0] == 0x408f276du && b.v[1] == 0x41c83b0eu && b.v[2] == 0xa20bc7c6u &&
+        b.v[3] == 0x6d5451fdu);
+  const auto c = philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u,
+                               0x299f31d0u);
+  CHECK(c.v[0] == 0xd16cfe09u && c.v[1] == 0x94fdccebu && c.v[2] == 0x5001e420u &&
+        c.v[3] == 0x24126ea1u);
+}
+
+void test_normals_layout_and_moments() {
+  const int d = 7, w = 37;
+  const uint64_t seed = 0x123456789abcdefull;
+  // A tile equals the same chains drawn one at a time (layout, SIMD chunking, tails).
+  std::vector<float> tile(size_t(d) * w, -1.f), one(d);
+  tile_normals(seed, 1000, w, 5, d, tile.data(), w);
+  bool same = true;
+  for (int c = 0; c < w; ++c) {
+    tile_normals(seed, 1000 + c, 1, 5, d, one.data(), 1);
+    for (int i = 0; i < d; ++i) same &= std::memcmp(&one[i], &tile[size_t(i) * w + c], 4) == 0;
+  }
+  CHECK(same);
+  // A larger leading dimension leaves the padding untouched.
+  std::vector<float> padded(size_t(d) * 48, 99.f);
+  tile_normals(seed, 1000, w, 5, d, padded.data(), 48);
+  bool pad_ok = true, body_ok = true;
+  for (int i = 0; i < d; ++i)
+    for (int c = 0; c < 48; ++c) {
+      const float v = padded[size_t(i) * 48 + c];
+      if (c >= w) pad_ok &= v == 99.f;
+      else body_ok &= std::memcmp(&v, &tile[size_t(i) * w + c], 4) == 0;
+    }
+  CHECK(pad_ok);
+  CHECK(body_ok);
+  // Moments over 2^17 normals; every value finite and within the documented bound 6.8.
+  const int W = 1024, D = 128;
+  std::vector<float> z(size_t(W) * D);
+  tile_normals(3, 0, W, 0, D, z.data(), W);
+  double s1 = 0, s2 = 0, mx = 0;
+  for (float v : z) {
+    s1 += v;
+    s2 += double(v) * v;
+    mx = std::max(mx, double(std::fabs(v)));
+  }
+  const double m = s1 / z.size(), var = s2 / z.size() - m * m;
+  CHECK(all_finite(z));
+  CHECK_MSG(std::fabs(m) < 0.015, "mean %g", m);
+  CHECK_MSG(std::fabs(var - 1) < 0.02, "variance %g", var);
+  CHECK_MSG(mx <= 6.8, "max |z| %g", mx);
+  // Different steps, chains and seeds give different numbers.
+  std::vector<float> z2(size_t(W) * D);
+  tile_normals(3, 0, W, 1, D, z2.data(), W);
+  CHECK(!same_bits(z, z2));
+  tile_normals(4, 0, W, 0, D, z2.data(), W);
+  CHECK(!same_bits(z, z2));
+}
+
+void test_mlp_validation() {
+  CHECK(throws<std::invalid_argument>([] { Mlp m(MlpSpec{}); }, "no layers"));
+  {
+    auto s = mlp_spec(3, 8, 3, Act::relu);
+    s.acts.pop_back();
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "activation"));
+  }
+  {
+    auto s = mlp_spec(3, 8, 3, Act::relu);
+    s.layers[1].W.pop_back();
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "sizes"));
+  }
+  {
+    auto s = mlp_spec(3, 8, 3, Act::relu);
+    s.layers[2] = dense(3, 9, *std::make_unique<Uniform>(2));
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "does not match"));
+  }
+  {
+    auto s = mlp_spec(3, 8, 2, Act::relu);
+    s.layers[0].in = 0;
+    s.layers[0].W.clear();
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "zero dimension"));
+  }
+  {
+    MlpSpec s;
+    Uniform U(3);
+    s.layers.push_back(dense(1, 1, U));
+    s.sigma_input = SigmaInput::sigma;  // the only input would be sigma
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "no data inputs"));
+  }
+  {
+    auto s = mlp_spec(3, 8, 2, Act::relu);
+    s.shift.assign(5, 0.f);
+    s.scale.assign(5, 1.f);
+    CHECK(throws<std::invalid_argument>([&] { Mlp m(s); }, "normalisation"));
+  }
+  CHECK(throws<std::invalid_argument>([] { parse_act("mish"); }, "mish"));
+  CHECK(throws<std::invalid_argument>([] { parse_sigma_input("sqrt"); }, "sqrt"));
+  CHECK(parse_act("gelu_tanh") == Act::gelu_tanh);
+  CHECK(parse_sigma_input("log_sigma") == SigmaInput::log_sigma);
+}
+
+void test_mlp_forward_matches_reference() {
+  const Act acts[] = {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::silu,
+                      Act::softplus, Act::tanh, Act::sigmoid, Act::gelu, Act::gelu_tanh};
+  const int widths[] = {1, 5, 16, 17, 48};  // narrow kernel (< 16, or not a multiple of 16) and wide
+  for (Act a : acts)
+    for (int d : {1, 3, 20}) {
+      const auto spec = mlp_spec(d, 24, 3, a, SigmaInput::none, false, 11 + d);
+      Mlp net(spec);
+      CHECK(net.input_dim() == d && net.output_dim() == d && net.dim() == d);
+      Uniform U(5);
+      const int n = 48;
+      std::vector<double> xin(size_t(n) * d);
+      for (auto& v : xin) v = 4 * U();
+      std::vector<std::vector<float>> per_width;
+      for (int width : widths) {
+        auto ws = net.workspace(width);
+        std::vector<float> out(size_t(n) * d);
+        std::vector<float> xt(size_t(d) * width), yt(size_t(d) * width);
+        for (int j0 = 0; j0 < n; j0 += width) {
+          const int w = std::min(width, n - j0);
+          std::fill(xt.begin(), xt.end(), 0.f);
+          for (int c = 0; c < w; ++c)
+            for (int i = 0; i < d; ++i) xt[size_t(i) * width + c] = float(xin[size_t(j0 + c) * d + i]);
+          net.forward(xt.data(), width, yt.data(), *ws);
+          for (int c = 0; c < w; ++c)
+            for (int i = 0; i < d; ++i) out[size_t(j0 + c) * d + i] = yt[size_t(i) * width + c];
+        }
+        per_width.push_back(out);
+      }
+      double err = 0;
+      for (int j = 0; j < n; ++j) {
+        std::vector<double> in(xin.begin() + size_t(j) * d, xin.begin() + size_t(j + 1) * d);
+        for (size_t i = 0; i < in.size(); ++i) in[i] = double(float(in[i]));
+        const auto ref = forward_ref(spec, in);
+        for (int i = 0; i < d; ++i)
+          err = std::max(err, std::fabs(per_width[0][size_t(j) * d + i] - ref[i]) / (1 + std::fabs(ref[i])));
+      }
+      CHECK_MSG(err < 2e-5, "act %d d %d: max rel error %g", int(a), d, err);
+      bool same = true;
+      for (auto& o : per_width) same &= same_bits(o, per_width[0]);
+      CHECK_MSG(same, "act %d d %d: tile width changes the bits", int(a), d);
+    }
+}
+
+void test_mlp_sigma_conditioning() {
+  // score(u, sigma) == forward([u, feat(sigma)]) (/ sigma), for both conditioning modes.
+  for (SigmaInput si : {SigmaInput::sigma, SigmaInput::log_sigma})
+    for (bool divide : {false, true}) {
+      const int d = 4, n = 20;
+      const auto spec = mlp_spec(d, 32, 3, Act::silu, si, divide, 21);
+      Mlp net(spec);
+      CHECK(net.dim() == d && net.input_dim() == d + 1);
+      const std::vector<double> sig = {2.0, 0.3};
+      Uniform U(8);
+      std::vector<float> xt(size_t(d) * n), out(size_t(d) * n);
+      for (auto& v : xt) v = float(2 * U());
+      for (int level = 0; level < 2; ++level) {
+        score_tile(net, sig, level, xt.data(), n, out.data());
+        double err = 0;
+        for (int c = 0; c < n; ++c) {
+          std::vector<double> in(d + 1);
+          for (int i = 0; i < d; ++i) in[i] = xt[size_t(i) * n + c];
+          in[d] = double(float(si == SigmaInput::sigma ? sig[level] : std::log(sig[level])));
+          auto ref = forward_ref(spec, in);
+          for (int i = 0; i < d; ++i) {
+            const double r = divide ? ref[i] / sig[level] : ref[i];
+            err = std::max(err, std::fabs(out[size_t(i) * n + c] - r) / (1 + std::fabs(r)));
+          }
+        }
+        CHECK_MSG(err < 2e-5, "sigma_input %d divide %d level %d: %g", int(si), divide, level, err);
+      }
+    }
+}
+
+void test_mixture_validation_and_score() {
+  CHECK(throws<std::invalid_argument>([] { Mixture m({}, {}, 1, {}, {}); }, "K >= 1"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 1, {1}, {}); }, "means"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1, -1}, {0, 1}, 1, {1, 1}, {}); }, "positive"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1, NAN}, {0, 1}, 1, {1, 1}, {}); }, "positive"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0}, 1, {}, {}); }, "exactly one"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0}, 1, {1}, {1}); }, "exactly one"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 2, {1}, {}); }, "variances"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 2, {}, {1, 0, 0}); }, "covariances"));
+  {
+    Mixture m({1}, {0, 0}, 2, {}, {1, 2, 2, 1});  // indefinite: fails when factorised
+    CHECK(throws<std::invalid_argument>([&] { m.prepare({0.0}); }, "positive definite"));
+  }
+  // One diagonal and one full Gaussian: score = -(S + s^2 I)^-1 (x - mu).
+  Mixture diag({1}, {1, -2}, 2, {4, 0.25}, {});
+  Mixture full({3}, {1, -2}, 2, {}, {2, 0.5, 0.5, 1});
+  const double s = 0.5;
+  const int n = 5;
+  std::vector<float> xt = {0, 1, 2, -3, 10, -1, 0, 1, 2, -50}, o1(10), o2(10);
+  score_tile(diag, {s}, 0, xt.data(), n, o1.data());
+  score_tile(full, {s}, 0, xt.data(), n, o2.data());
+  const double a = 2 + s * s, b = 0.5, c = 1 + s * s, det = a * c - b * b;
+  double e1 = 0, e2 = 0;
+  for (int j = 0; j < n; ++j) {
+    const double dx = xt[j] - 1.0, dy = xt[n + j] + 2.0;
+    e1 = std::max(e1, std::fabs(o1[j] + dx / (4 + s * s)) + std::fabs(o1[n + j] + dy / (0.25 + s * s)));
+    const double sx = -(c * dx - b * dy) / det, sy = -(-b * dx + a * dy) / det;
+    e2 = std::max(e2, std::fabs(o2[j] - sx) + std::fabs(o2[n + j] - sy));
+  }
+  CHECK_MSG(e1 < 1e-5, "diagonal score error %g", e1);
+  CHECK_MSG(e2 < 1e-5, "full score error %g", e2);
+  // Far from both of two components the softmax stays finite.
+  Mixture two({1, 1}, {-1, 1}, 1, {0.01, 0.01}, {});
+  std::vector<float> far = {1e6f, -1e6f}, so(2);
+  score_tile(two, {0.0}, 0, far.data(), 2, so.data());
+  CHECK(all_finite(so) && so[0] < 0 && so[1] > 0);
+}
+
+Schedule ncsn_schedule() { return annealed_schedule({3.0, 1.2, 0.5, 0.2}, 2e-3, 15); }
+
+void test_thread_and_tile_invariance() {
+  Mlp net(mlp_spec(3, 40, 3, Act::silu, SigmaInput::log_sigma, true, 4));
+  Mixture mix({1, 2, 3}, {-2, 0, 1, 2, 0, -1, 0, 3, 0}, 3, {1, 0.5, 2, 1, 1, 1, 0.3, 0.3, 0.3}, {});
+  for (ScoreModel* m : {static_cast<ScoreModel*>(&net), static_cast<ScoreModel*>(&mix)}) {
+    const auto sched = ncsn_schedule();
+    const int64_t n = 203;  // several tiles, a ragged last one
+    const Run base = run(*m, sched, n, nullptr, 1, 64, 7, true);
+    CHECK(all_finite(base.x) && all_finite(base.traj) && base.res.diverged.empty());
+    CHECK(base.traj.size() == size_t(60 / 7) * n * 3);
+    for (int threads : {2, 3, 8})
+      for (int tile : {1, 16, 50, 64, 1000}) {
+        const Run r = run(*m, sched, n, nullptr, threads, tile, 7, true);
+        CHECK_MSG(same_bits(r.x, base.x) && same_bits(r.traj, base.traj),
+                  "threads=%d tile=%d differ from threads=1 tile=64", threads, tile);
+      }
+    // Chain j is chain j whatever n is.
+    const Run part = run(*m, sched, 40, nullptr, 2, 64, 0, true);
+    CHECK(std::equal(part.x.begin(), part.x.end(), base.x.begin()));
+    // The last trajectory record is the final state when no denoising step follows.
+    const Run last = run(*m, sched, n, nullptr, 2, 64, 60, false);
+    CHECK(same_bits(last.traj, last.x));
+  }
+}
+
+void test_x0_and_normalisation() {
+  // With shift/scale the run maps x0 into model coordinates and back: a zero network is pure
+  // noise, x_T = x0 + scale * sqrt(eps) * sum z; check the mapping on a one-step run.
+  const int d = 2;
+  MlpSpec s;
+  Dense l;
+  l.in = l.out = d;
+  l.W.assign(4, 0.f);
+  l.b.assign(2, 0.f);
+  s.layers.push_back(l);
+  s.shift = {10.f, -5.f};
+  s.scale = {2.f, 0.5f};
+  Mlp zero(s);
+  const int64_t n = 33;
+  std::vector<float> x0(size_t(n) * d);
+  for (int64_t j = 0; j < n; ++j) {
+    x0[j * d] = float(j);
+    x0[j * d + 1] = -float(j);
+  }
+  const Run r = run(zero, plain_schedule(0.0, 0.04, 1), n, &x0, 2, 16, 0, false, 99);
+  std::vector<float> z(size_t(d) * n);
+  tile_normals(99, 0, int(n), 0, d, z.data(), int(n));
+  double err = 0;
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < d; ++i) {
+      const double u0 = (x0[j * d + i] - s.shift[i]) / s.scale[i];
+      const double want = s.scale[i] * (u0 + 0.2 * z[size_t(i) * n + j]) + s.shift[i];
+      err = std::max(err, std::fabs(r.x[j * d + i] - want) / (1 + std::fabs(want)));
+    }
+  CHECK_MSG(err < 1e-5, "normalised x0 round trip error %g", err);
+}
+
+void test_divergence_reported_exactly() {
+  // score = +2u, eps = 1: every step doubles the state. Chains started at 1e30 overflow within
+  // 60 steps (1e30 * 2^60 > FLT_MAX); chains started at 0 reach about 2^60 and stay finite.
+  const int d = 3;
+  Mlp up = linear_model(d, 2.f);
+  const int64_t n = 100;
+  const std::vector<int64_t> bad = {3, 17, 40, 64, 99};
+  std::vector<float> x0(size_t(n) * d, 0.f);
+  for (int64_t j : bad) x0[j * d + 1] = 1e30f;
+  for (int threads : {1, 2}) {
+    const Run r = run(up, plain_schedule(0.0, 1.0, 60), n, &x0, threads, 16);
+    CHECK(!r.res.cancelled);
+    CHECK_MSG(r.res.diverged == bad, "threads=%d: %zu diverged", threads, r.res.diverged.size());
+    for (int64_t j = 0; j < n; ++j) {
+      bool fin = true;
+      for (int i = 0; i < d; ++i) fin &= std::isfinite(r.x[j * d + i]);
+      CHECK(fin == !std::binary_search(bad.begin(), bad.end(), j));
+    }
+  }
+  // A VAE decoder whose log-variance head is huge: every sample is reported.
+  MlpSpec s;
+  Dense l;
+  l.in = 2;
+  l.out = 2 * d;
+  l.W.assign(size_t(l.in) * l.out, 0.f);
+  l.b = {0, 0, 0, 0, 500.f, 0};  // exp(250) overflows float32 in dimension 1 only
+  s.layers.push_back(l);
+  Mlp dec(s);
+  std::vector<float> out(size_t(n) * d);
+  RunOptions opt;
+  opt.threads = 2;
+  const RunResult vr = vae_sample(dec, n, out.data(), opt);
+  CHECK(vr.diverged.size() == size_t(n));
+  l.b[4] = 0.f;
+  MlpSpec s2;
+  s2.layers.push_back(l);
+  Mlp dec2(s2);
+  const RunResult ok = vae_sample(dec2, n, out.data(), opt);
+  CHECK(ok.diverged.empty() && all_finite(out));
+}
+
+void test_exceptions_leave_parallel_region() {
+  // A throw inside the OpenMP region must come out of run_langevin as the same exception
+  // (escaping the region would call std::terminate and kill this process).
+  Mixture mix({1, 1}, {-1, 1}, 1, {1, 1}, {});
+  const auto sched = plain_schedule(0.0, 0.1, 50);
+  const Run ref = run(mix, sched, 500, nullptr, 1, 16);
+  for (int threads : {1, 2, 4}) {
+    for (long after : {0L, 7L, 300L}) {
+      Throwing t(mix, Throwing::Where::score, after);
+      CHECK_MSG(throws<std::runtime_error>([&] { run(t, sched, 500, nullptr, threads, 16); },
+                                           "injected failure in score()"),
+                "threads=%d after=%ld", threads, after);
+      Throwing ba(mix, Throwing::Where::bad_alloc, after);
+      CHECK(throws<std::bad_alloc>([&] { run(ba, sched, 500, nullptr, threads, 16); }));
+    }
+    Throwing tw(mix, Throwing::Where::workspace, 3);
+    CHECK(throws<std::runtime_error>([&] { run(tw, sched, 500, nullptr, threads, 16); },
+                                     "injected failure in workspace()"));
+    // The engine is usable afterwards and gives the same result as before.
+    const Run again = run(mix, sched, 500, nullptr, threads, 16);
+    CHECK(same_bits(again.x, ref.x));
+  }
+}
+
+void test_cancellation() {
+  Mixture mix({1}, {0, 0}, 2, {1, 1}, {});
+  const auto sched = plain_schedule(0.0, 0.01, 2000000);  // far longer than the test
+  for (int threads : {1, 2}) {
+    const auto caller = std::this_thread::get_id();
+    std::atomic<int> polls{0}, in_poll{0};
+    bool wrong_thread = false, concurrent = false;
+    const auto t0 = Clock::now();
+    auto poll = [&] {
+      concurrent |= in_poll.fetch_add(1) != 0;
+      wrong_thread |= std::this_thread::get_id() != caller;
+      ++polls;
+      const bool stop = seconds_since(t0) > 0.2;  // "Ctrl-C" after 200 ms
+      in_poll.fetch_sub(1);
+      return stop;
+    };
+    const Run r = run(mix, sched, 64, nullptr, threads, 16, 0, false, 7, poll);
+    const double dt = seconds_since(t0);
+    CHECK(r.res.cancelled);
+    CHECK(r.res.diverged.empty());
+    CHECK_MSG(dt < 0.7, "threads=%d: cancelled run took %.3f s", threads, dt);
+    CHECK_MSG(polls >= 3, "threads=%d: %d polls", threads, polls.load());
+    CHECK(!wrong_thread);
+    CHECK(!concurrent);
+  }
+}
+
+#ifdef GENSAMP_HAVE_OPENMP
+// The caller thread (OpenMP thread 0) finishes its own tile fast and then only waits for the
+// other thread's long tile. Ctrl-C must still be noticed within 0.5 s: the caller has to keep
+// polling while it waits, not only while it computes.
+class SlowOffCaller final : public Wrapper {
+ public:
+  using Wrapper::Wrapper;
+  mutable std::atomic<int> tiles_started{0};
+
+ private:
+  void before_workspace() const override { ++tiles_started; }
+  void before_score() const override {
+    if (omp_get_thread_num() == 0) {
+      // Hold the caller until the other thread has taken the second tile (so the caller cannot
+      // run both tiles itself), then let it finish at full speed.
+      const auto t0 = Clock::now();
+      while (tiles_started.load() < 2 && seconds_since(t0) < 5) std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+};
+
+void test_cancellation_while_caller_waits() {
+  Mixture mix({1}, {0, 0}, 2, {1, 1}, {});
+  SlowOffCaller slow(mix);
+  const auto sched = plain_schedule(0.0, 0.01, 3000);  // the other thread's tile: >= 3 s
+  const auto t0 = Clock::now();
+  auto poll = [&] { return seconds_since(t0) > 0.1; };  // "Ctrl-C" at 100 ms
+  const Run r = run(slow, sched, 32, nullptr, 2, 16, 0, false, 7, poll);
+  const double dt = seconds_since(t0);
+  CHECK_MSG(r.res.cancelled && dt < 0.6,
+            "Ctrl-C at 0.1 s while the caller thread waited for another thread's tile: "
+            "cancelled=%d after %.2f s (the caller stops polling once its own tiles are done)",
+            int(r.res.cancelled), dt);
+}
+#endif
+
+void test_concurrent_runs_on_one_model() {
+  // What the Python binding does when several Python threads sample the same Weights: run_langevin
+  // on one shared model object from several threads at once, each with its own noise levels.
+  // Every run must equal the same run done alone.
+  Mlp net(mlp_spec(2, 32, 3, Act::tanh, SigmaInput::log_sigma, true, 9));
+  const auto sa = annealed_schedule({3.0, 1.0, 0.3, 0.1}, 1e-3, 40);
+  const auto sb = annealed_schedule({0.7, 0.05}, 1e-3, 1);
+  const Run ra = run(net, sa, 64, nullptr, 1, 16);
+  const Run rb = run(net, sb, 4, nullptr, 1, 16);
+  std::atomic<bool> done{false};
+  std::atomic<int> b_mismatch{0};
+  std::thread other([&] {
+    while (!done) {
+      const Run r = run(net, sb, 4, nullptr, 1, 16);
+      if (!same_bits(r.x, rb.x)) ++b_mismatch;
+    }
+  });
+  int a_mismatch = 0;
+  for (int k = 0; k < 20; ++k) a_mismatch += !same_bits(run(net, sa, 64, nullptr, 1, 16).x, ra.x);
+  done = true;
+  other.join();
+  CHECK_MSG(a_mismatch == 0 && b_mismatch == 0,
+            "%d + %d of the concurrent runs differ from the same runs done alone "
+            "(prepare() writes per-run noise-level tables into the shared model)",
+            a_mismatch, b_mismatch.load());
+}
+
+void test_concurrent_runs_on_separate_models() {
+  Mlp n1(mlp_spec(2, 32, 3, Act::tanh, SigmaInput::log_sigma, true, 9));
+  Mlp n2(mlp_spec(2, 32, 3, Act::tanh, SigmaInput::log_sigma, true, 9));
+  const auto sa = annealed_schedule({3.0, 1.0, 0.3, 0.1}, 1e-3, 20);
+  const Run ref = run(n1, sa, 100, nullptr, 1, 16);
+  Run r1, r2;
+  std::thread t1([&] { r1 = run(n1, sa, 100, nullptr, 2, 16); });
+  std::thread t2([&] { r2 = run(n2, sa, 100, nullptr, 2, 16); });
+  t1.join();
+  t2.join();
+  CHECK(same_bits(r1.x, ref.x) && same_bits(r2.x, ref.x));
+}
+
+// Runs `child` in a forked process with a time limit; true when it exits 0 in time.
+bool in_forked_child(const std::function<bool()>& child, int limit_s) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    alarm(unsigned(limit_s));  // a hang ends in SIGALRM, not a blocked test run
+    _exit(child() ? 0 : 3);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (WIFSIGNALED(status))
+    std::fprintf(stderr, "  forked child killed by signal %d%s\n", WTERMSIG(status),
+                 WTERMSIG(status) == SIGALRM ? " (hung: time limit)" : "");
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+void test_fork_after_parallel_run() {
+  // The binding registers note_fork_child with pthread_atfork; do the same here.
+  static const bool installed = pthread_atfork(nullptr, nullptr, note_fork_child) == 0;
+  CHECK(installed);
+  Mixture mix({1, 1}, {-2, 2}, 1, {1, 1}, {});
+  const auto sched = plain_schedule(0.0, 0.05, 40);
+  const Run parent = run(mix, sched, 300, nullptr, 2, 16);
+  CHECK(!openmp_disabled());
+  CHECK(in_forked_child(
+      [&] {
+        const Run child = run(mix, sched, 300, nullptr, 2, 16);
+        return openmp_disabled() && same_bits(child.x, parent.x);
+      },
+      20));
+  CHECK(!openmp_disabled());  // the parent keeps its threads
+}
+
+// Run in a fresh process image (the test re-executes this binary): a parallel region outside
+// gensamp, as torch runs when it shares the process's libgomp, then a fork whose child samples
+// with two threads. Exit status 0: the child finished with the right numbers.
+int foreign_openmp_then_fork() {
+  if (pthread_atfork(nullptr, nullptr, note_fork_child) != 0) return 4;  // as the binding does
+  Mixture mix({1, 1}, {-2, 2}, 1, {1, 1}, {});
+  const auto sched = plain_schedule(0.0, 0.05, 40);
+  const Run ref = run(mix, sched, 300, nullptr, 1, 16);  // serial: no OpenMP used by gensamp
+#ifdef GENSAMP_HAVE_OPENMP
+  std::atomic<int> seen{0};
+#pragma omp parallel num_threads(2)
+  seen += 1;
+  if (seen.load() < 1) return 5;
+#endif
+  return in_forked_child([&] { return same_bits(run(mix, sched, 300, nullptr, 2, 16).x, ref.x); }, 8)
+             ? 0
+             : 6;
+}
+
+void test_fork_after_foreign_openmp_use() {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    alarm(30);
+    execl("/proc/self/exe", "gensamp_core_tests", "--foreign-openmp-then-fork", (char*)nullptr);
+    _exit(7);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "a forked child hung or failed in its first parallel run after OpenMP was used "
+            "outside gensamp before the fork (status %d: exit 6 = the child timed out or differed)",
+            status);
+}
+
+struct Test {
+  const char* name;
+  void (*fn)();
+};
+
+const Test kTests[] = {
+    {"philox_known_answers", test_philox_known_answers},
+    {"normals_layout_and_moments", test_normals_layout_and_moments},
+    {"mlp_validation", test_mlp_validation},
+    {"mlp_forward_matches_reference", test_mlp_forward_matches_reference},
+    {"mlp_sigma_conditioning", test_mlp_sigma_conditioning},
+    {"mixture_validation_and_score", test_mixture_validation_and_score},
+    {"thread_and_tile_invariance", test_thread_and_tile_invariance},
+    {"x0_and_normalisation", test_x0_and_normalisation},
+    {"divergence_reported_exactly", test_divergence_reported_exactly},
+    {"exceptions_leave_parallel_region", test_exceptions_leave_parallel_region},
+    {"cancellation", test_cancellation},
+#ifdef GENSAMP_HAVE_OPENMP
+    {"cancellation_while_caller_waits", test_cancellation_while_caller_waits},
+#endif
+    {"concurrent_runs_on_separate_models", test_concurrent_runs_on_separate_models},
+    // Fork tests change process-wide state (the atfork handler): after the others.
+    {"fork_after_parallel_run", test_fork_after_parallel_run},
+    {"fork_after_foreign_openmp_use", test_fork_after_foreign_openmp_use},
+    // Last: with the shared-model race present, AddressSanitizer may stop the process here.
+    {"concurrent_runs_on_one_model", test_concurrent_runs_on_one_model},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 2 && std::strcmp(argv[1], "--foreign-openmp-then-fork") == 0)
+    return foreign_openmp_then_fork();
+  std::printf("gensamp core tests (SIMD level %s)\n", simd_level());
+  int ran = 0;
+  for (const Test& t : kTests) {
+    bool selected = argc < 2;
+    for (int i = 1; i < argc; ++i) selected |= std::strcmp(argv[i], t.name) == 0;
+    if (!selected) continue;
+    ++ran;
+    std::printf("[ RUN  ] %s\n", t.name);
+    std::fflush(stdout);
+    const int before = g_failures;
+    const auto t0 = Clock::now();
+    try {
+      t.fn();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  uncaught exception: %s\n", e.what());
+      ++g_failures;
+    }
+    const bool ok = g_failures == before;
+    g_test_failures += !ok;
+    std::printf("[ %s ] %s (%.2f s)\n", ok ? " OK " : "FAIL", t.name, seconds_since(t0));
+    std::fflush(stdout);
+  }
+  if (ran == 0) {
+    std::fprintf(stderr, "no test matched\n");
+    return 2;
+  }
+  std::printf("%d of %d tests passed\n", ran - g_test_failures, ran);
+  return g_test_failures ? 1 : 0;
+}
