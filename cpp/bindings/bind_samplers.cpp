@@ -199,7 +199,7 @@ void register_samplers(py::module_& m) {
         float* op = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          model.prepare({sigma});
+          const auto levels = model.prepare({sigma});
           const int width = 256;
           auto ws = model.workspace(width);
           std::vector<float> xt(size_t(d) * width), yt(size_t(d) * width);
@@ -208,7 +208,7 @@ void register_samplers(py::module_& m) {
             std::fill(xt.begin(), xt.end(), 0.f);
             for (int c = 0; c < w; ++c)
               for (int i = 0; i < d; ++i) xt[size_t(i) * width + c] = up[(j0 + c) * d + i];
-            model.score(xt.data(), width, 0, yt.data(), *ws);
+            model.score(xt.data(), width, *levels, 0, yt.data(), *ws);
             for (int c = 0; c < w; ++c)
               for (int i = 0; i < d; ++i) op[(j0 + c) * d + i] = yt[size_t(i) * width + c];
           }

@@ -10,6 +10,11 @@ namespace {
 struct MixWs final : Workspace {
   std::vector<double> x, diff, m, logp;
 };
+// Per level: diagonal -> inverse variances [K*d]; full -> Cholesky factors [K*d*d] (lower).
+struct MixLevels final : Levels {
+  std::vector<std::vector<double>> prec;
+  std::vector<std::vector<double>> logdet;  // per level, [K]
+};
 }  // namespace
 
 Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
@@ -32,7 +37,10 @@ Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
   for (double w : weights) logw_.push_back(std::log(w / tot));
 }
 
-void Mixture::prepare(const std::vector<double>& sigmas) {
+std::unique_ptr<Levels> Mixture::prepare(const std::vector<double>& sigmas) const {
+  auto lv = std::make_unique<MixLevels>();
+  auto& prec_ = lv->prec;
+  auto& logdet_ = lv->logdet;
   prec_.assign(sigmas.size(), {});
   logdet_.assign(sigmas.size(), std::vector<double>(K_));
   for (size_t l = 0; l < sigmas.size(); ++l) {
@@ -72,6 +80,7 @@ void Mixture::prepare(const std::vector<double>& sigmas) {
       logdet_[l][k] = ld;
     }
   }
+  return lv;
 }
 
 std::unique_ptr<Workspace> Mixture::workspace(int) const {
@@ -85,10 +94,12 @@ std::unique_ptr<Workspace> Mixture::workspace(int) const {
 
 // score(x) = -sum_k r_k(x) P_k (x - mu_k), r = softmax_k(log w_k + log N(x; mu_k, S_k)),
 // evaluated in double with a max-shifted softmax so far-away chains get a finite score.
-void Mixture::score(const float* xt, int width, int level, float* out, Workspace& wsb) const {
+void Mixture::score(const float* xt, int width, const Levels& lvb, int level, float* out,
+                    Workspace& wsb) const {
   auto& ws = static_cast<MixWs&>(wsb);
-  const auto& P = prec_[level];
-  const auto& LD = logdet_[level];
+  const auto& lv = static_cast<const MixLevels&>(lvb);
+  const auto& P = lv.prec[level];
+  const auto& LD = lv.logdet[level];
   for (int c = 0; c < width; ++c) {
     for (int i = 0; i < d_; ++i) ws.x[i] = xt[long(i) * width + c];
     double mx = -std::numeric_limits<double>::infinity();

@@ -112,6 +112,11 @@ struct MlpWs final : Workspace {
   std::vector<float> a, b;
 };
 
+struct MlpLevels final : Levels {
+  std::vector<std::vector<float>> bias0;  // padded first-layer bias, sigma column folded in
+  std::vector<float> out_scale;           // 1/sigma when divide_by_sigma, else 1
+};
+
 }  // namespace
 
 Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
@@ -168,8 +173,11 @@ double Mlp::flops_per_eval() const {
   return f;
 }
 
-void Mlp::prepare(const std::vector<double>& sigmas) {
+std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
   const Dense& f = spec_.layers.front();
+  auto lv = std::make_unique<MlpLevels>();
+  auto& level_bias0_ = lv->bias0;
+  auto& level_out_scale_ = lv->out_scale;
   level_bias0_.assign(sigmas.size(), b_pad_.front());
   level_out_scale_.assign(sigmas.size(), 1.f);
   for (size_t l = 0; l < sigmas.size(); ++l) {
@@ -181,6 +189,7 @@ void Mlp::prepare(const std::vector<double>& sigmas) {
     }
     if (spec_.divide_by_sigma) level_out_scale_[l] = float(1.0 / s);
   }
+  return lv;
 }
 
 std::unique_ptr<Workspace> Mlp::workspace(int width) const {
@@ -220,9 +229,11 @@ void Mlp::forward(const float* x, int width, float* out, Workspace& ws) const {
   forward_from(x, spec_.layers.front().in, b_pad_.front().data(), width, out, ws);
 }
 
-void Mlp::score(const float* x, int width, int level, float* out, Workspace& ws) const {
-  forward_from(x, d_, level_bias0_[level].data(), width, out, ws);
-  const float k = level_out_scale_[level];
+void Mlp::score(const float* x, int width, const Levels& lvb, int level, float* out,
+                Workspace& ws) const {
+  const auto& lv = static_cast<const MlpLevels&>(lvb);
+  forward_from(x, d_, lv.bias0[level].data(), width, out, ws);
+  const float k = lv.out_scale[level];
   if (k != 1.f)
     for (long i = 0, m = long(d_) * width; i < m; ++i) out[i] *= k;
 }

@@ -7,6 +7,7 @@
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
@@ -75,7 +76,8 @@ inline void maybe_poll(const RunOptions& opt, RunState& st, bool on_caller) {
 
 // Runs body(tile_index, on_caller) over all tiles, in parallel when allowed.
 template <class Body>
-void for_tiles(int64_t ntiles, int threads, RunState& st, Body body) {
+void for_tiles(int64_t ntiles, const RunOptions& opt, RunState& st, Body body) {
+  const int threads = opt.threads;
   auto guarded = [&](int64_t t, bool on_caller) {
     if (st.cancel.load(std::memory_order_relaxed)) return;
     try {
@@ -87,11 +89,21 @@ void for_tiles(int64_t ntiles, int threads, RunState& st, Body body) {
 #ifdef GENSAMP_HAVE_OPENMP
   if (threads > 1 && ntiles > 1 && !openmp_disabled()) {
     g_omp_used = true;
-#pragma omp parallel num_threads(threads)
+    std::atomic<int64_t> finished{0};
+#pragma omp parallel num_threads(int(std::min<int64_t>(threads, ntiles)))
     {
       const bool on_caller = omp_get_thread_num() == 0;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t t = 0; t < ntiles; ++t) guarded(t, on_caller);
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t t = 0; t < ntiles; ++t) {
+        guarded(t, on_caller);
+        finished.fetch_add(1);
+      }
+      // Only the caller may poll (Ctrl-C): it keeps doing so while the others finish.
+      if (on_caller)
+        while (finished.load() < ntiles && !st.cancel.load()) {
+          maybe_poll(opt, st, true);
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
     }
     return;
   }
@@ -125,12 +137,14 @@ inline int tile_width(int w) { return w < kLane ? w : round_up(w, kLane); }
 
 bool openmp_disabled() { return g_omp_disabled.load(); }
 void note_fork_child() {
-  if (g_omp_used.load()) g_omp_disabled = true;
+  // Unconditionally: the parent's libgomp pool may have been started by another library that
+  // shares it (torch), which g_omp_used cannot see.
+  g_omp_disabled = true;
 }
 
-RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, float* x,
+RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n, float* x,
                        double init_std, float* traj, const RunOptions& opt) {
-  model.prepare(sched.sigmas);
+  const std::unique_ptr<Levels> levels = model.prepare(sched.sigmas);
   const int d = model.dim();
   const int tile = round_up(std::max(opt.tile, kLane), kLane);
   const int64_t ntiles = (n + tile - 1) / tile;
@@ -140,7 +154,7 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
   const long total = sched.total_steps();
   RunState st;
 
-  for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
+  for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
     const int64_t j0 = ti * tile;
     const int w = int(std::min<int64_t>(tile, n - j0));
     const int width = tile_width(w);
@@ -168,7 +182,7 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
       const float root = float(std::sqrt(sched.alphas[l]));
       for (int t = 0; t < sched.T; ++t, ++gstep) {
         if (st.cancel.load(std::memory_order_relaxed)) return;
-        model.score(u.data(), width, int(l), s.data(), *ws);
+        model.score(u.data(), width, *levels, int(l), s.data(), *ws);
         // x <- x + (alpha/2) s(x, sigma) + sqrt(alpha) z   (the seed deck's convention)
         tile_langevin_update(opt.seed, uint64_t(j0), w, uint32_t(gstep), d, u.data(), s.data(),
                              width, half, root);
@@ -183,7 +197,7 @@ RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, floa
     (void)total;
     if (opt.denoise) {  // Tweedie: E[x | x~] = x~ + sigma_L^2 s(x~, sigma_L)
       const float s2 = float(sched.sigmas.back() * sched.sigmas.back());
-      model.score(u.data(), width, int(nlev - 1), s.data(), *ws);
+      model.score(u.data(), width, *levels, int(nlev - 1), s.data(), *ws);
       for (size_t k = 0; k < u.size(); ++k) u[k] = u[k] + s2 * s[k];
     }
     for (int c = 0; c < w; ++c)
@@ -200,7 +214,7 @@ RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt)
   const float* shift = dec.shift();
   const float* scale = dec.scale();
   RunState st;
-  for_tiles(ntiles, opt.threads, st, [&](int64_t ti, bool on_caller) {
+  for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
     const int64_t j0 = ti * tile;
     const int w = int(std::min<int64_t>(tile, n - j0));
     const int width = tile_width(w);

@@ -198,9 +198,9 @@ Run run(ScoreModel& m, const Schedule& sched, int64_t n, const std::vector<float
 // depends on the prepare()/score() signatures.
 void score_tile(ScoreModel& m, const std::vector<double>& sigmas, int level, const float* x,
                 int width, float* out) {
-  m.prepare(sigmas);
+  const auto lv = m.prepare(sigmas);
   auto ws = m.workspace(width);
-  m.score(x, width, level, out, *ws);
+  m.score(x, width, *lv, level, out, *ws);
 }
 
 // Delegates to another model and calls hooks first, so tests can inject failures, delays or
@@ -209,14 +209,17 @@ class Wrapper : public ScoreModel {
  public:
   explicit Wrapper(ScoreModel& inner) : inner_(inner) {}
   int dim() const override { return inner_.dim(); }
-  void prepare(const std::vector<double>& s) override { inner_.prepare(s); }
+  std::unique_ptr<Levels> prepare(const std::vector<double>& s) const override {
+    return inner_.prepare(s);
+  }
   std::unique_ptr<Workspace> workspace(int width) const override {
     before_workspace();
     return inner_.workspace(width);
   }
-  void score(const float* x, int width, int level, float* out, Workspace& ws) const override {
+  void score(const float* x, int width, const Levels& lv, int level, float* out,
+             Workspace& ws) const override {
     before_score();
-    inner_.score(x, width, level, out, ws);
+    inner_.score(x, width, lv, level, out, ws);
   }
 
  protected:

@@ -14,10 +14,17 @@ def as_rows(a: Any, d: int, name: str, n: int | None = None) -> np.ndarray:
         import torch
 
         if isinstance(a, torch.Tensor):
-            a = a.detach().cpu().numpy()
+            a = a.detach().cpu()
+            numpy_floats = (torch.float16, torch.float32, torch.float64)
+            if a.is_floating_point() and a.dtype not in numpy_floats:
+                a = a.to(torch.float32)  # bfloat16, float8: no numpy equivalent
+            a = a.numpy()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged nested lists, objects numpy cannot convert
+        raise ValueError(f"{name} must be a rectangular [n, {d}] array of numbers: {exc}") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.ndim == 1 and d == 1:
@@ -28,14 +35,17 @@ def as_rows(a: Any, d: int, name: str, n: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} has {arr.shape[0]} rows but n={n}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below as a ValueError
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} contains NaN or Inf (or values beyond float32 range)")
     return out
 
 
 def as_int(v: Any, name: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+    if isinstance(v, (bool, np.bool_)):  # True is an int to Python, never a count or a seed
+        raise TypeError(f"{name} must be an integer, got {v!r}")
+    if not isinstance(v, numbers.Integral):
         if isinstance(v, numbers.Real) and float(v).is_integer():
             v = int(v)
         else:

@@ -31,6 +31,7 @@ class GaussianMixture:
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
             raise ValueError("weights must be a non-empty array of finite values > 0")
+        w = w / w.max()  # only ratios matter; keeps the sum finite
         mu = np.asarray(means, dtype=np.float64)
         if mu.ndim == 1:
             mu = mu[:, None]
@@ -39,6 +40,8 @@ class GaussianMixture:
         if not np.all(np.isfinite(mu)):
             raise ValueError("means contain NaN or Inf")
         K, d = mu.shape
+        if d < 1:
+            raise ValueError("means must be [K, d] with d >= 1")
         if stds is not None and covs is not None:
             raise ValueError("give stds or covs, not both")
         if covs is not None:
@@ -61,7 +64,11 @@ class GaussianMixture:
                 raise ValueError(f"stds must be [K={K}] or [K={K}, d={d}], got {np.shape(stds)}")
             if not np.all(np.isfinite(s)) or np.any(s <= 0):
                 raise ValueError("stds must be finite and > 0")
-            self._var = s * s
+            with np.errstate(over="ignore", under="ignore"):
+                var = s * s
+            if not (np.all(np.isfinite(var)) and np.all(var >= np.finfo(np.float64).tiny)):
+                raise ValueError("stds must be in [1e-154, 1e154]: their squares must be finite and > 0")
+            self._var = var
             self._cov = None
         self._w = w / w.sum()
         self._mu = mu

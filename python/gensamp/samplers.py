@@ -20,6 +20,7 @@ output word pair. Results are bit-identical for any thread count and tiling.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from typing import Any
@@ -33,6 +34,9 @@ from .weights import Weights, load
 
 DEFAULT_N = 1000
 THREADS_ENV = "GENSAMP_NUM_THREADS"
+MAX_THREADS = 4096  # for threads= and $GENSAMP_NUM_THREADS alike
+_INT_MAX = 2**31 - 1  # T, record_every: C int in the engine
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -57,11 +61,12 @@ def resolve_threads(threads: Any) -> int:
                 threads = int(env)
             except ValueError:
                 raise ValueError(f"{THREADS_ENV}={env!r} is not an integer") from None
-            if threads < 1:
-                raise ValueError(f"{THREADS_ENV} must be >= 1, got {threads}")
+            if not 1 <= threads <= MAX_THREADS:
+                # An absurd count would make OpenMP fail to create threads, which kills the process.
+                raise ValueError(f"{THREADS_ENV} must be in [1, {MAX_THREADS}], got {threads}")
             return threads
         return max(1, int(_core.max_threads()))
-    return as_int(threads, "threads", 1, 4096)
+    return as_int(threads, "threads", 1, MAX_THREADS)
 
 
 def _model(weights: Any) -> Weights | GaussianMixture:
@@ -94,10 +99,80 @@ def _sigmas(sigmas: Any) -> list[float]:
     return s.tolist()
 
 
-def _check_memory(nbytes: int, what: str) -> None:
+def _read_int(path: str) -> int | None:
     try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this container's memory limit (cgroup v2, else v1), None if unlimited."""
+    for limit_f, usage_f, stat_f, inactive in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+         "total_inactive_file"),
+    ):
+        limit = _read_int("/sys/fs/cgroup/" + limit_f)
+        usage = _read_int("/sys/fs/cgroup/" + usage_f)
+        if limit is None or usage is None or limit >= 2**60:  # "max" or the v1 "no limit" value
+            continue
+        reclaimable = 0  # page cache the kernel drops before it OOM-kills
+        try:
+            with open("/sys/fs/cgroup/" + stat_f) as fh:
+                for line in fh:
+                    key, _, val = line.partition(" ")
+                    if key == inactive and val.strip().isdigit():
+                        reclaimable = int(val)
+        except OSError:
+            pass
+        return max(0, limit - max(0, usage - reclaimable))
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Bytes left under RLIMIT_AS (ulimit -v), None if unlimited."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        return max(0, soft - vm)
+    except (ImportError, OSError, ValueError, StopIteration):
+        return None
+
+
+def _available_memory() -> int | None:
+    """Memory a new allocation can get without swapping or an OOM kill: the smallest of the
+    system's MemAvailable (free + reclaimable cache), the cgroup limit's room and RLIMIT_AS."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            pass
+    for room in (_cgroup_room(), _address_space_room()):
+        if room is not None:
+            avail = room if avail is None else min(avail, room)
+    return avail
+
+
+def _check_memory(nbytes: int, what: str) -> None:
+    avail = _available_memory()
+    if avail is None:  # pragma: no cover - nothing to measure against
         return
     if nbytes > 0.8 * avail:
         raise MemoryError(
@@ -106,13 +181,38 @@ def _check_memory(nbytes: int, what: str) -> None:
         )
 
 
+def _scratch_bytes(model: Weights | GaussianMixture, n: int, threads: int, tile: int) -> int:
+    """The engine's per-tile buffers, one set per thread in flight (an upper bound)."""
+    width = min(n, -(-max(tile, 16) // 16) * 16)
+    tiles_in_flight = min(threads, -(-n // width))
+    d = model.dim
+    if isinstance(model, Weights):
+        widest = max([model.input_dim] + [W.shape[0] for W, _ in model.layers])
+        per_chain = 3 * d + 2 * widest + model.input_dim + model.output_dim
+    else:
+        per_chain = 3 * d
+    return 4 * per_chain * width * tiles_in_flight
+
+
+def _at_most(v: int, name: str) -> int:
+    if v > _INT_MAX:
+        raise ValueError(f"{name} must be <= {_INT_MAX}, got {v}")
+    return v
+
+
+def _check_step(alpha: float, what: str) -> None:
+    # The engine steps in float32: a step size beyond its range turns every chain into Inf/NaN.
+    if not (math.isfinite(alpha) and alpha < _F32_MAX):
+        raise ValueError(f"{what} is {alpha:.3g}, beyond float32 range; use a smaller eps")
+
+
 def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: int, annealed: bool,
          n: Any, x0: Any, init_std: float, seed: Any, threads: Any, record_every: Any,
          denoise: bool, tile: Any) -> Any:
     d = model.dim
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
-    record_every = as_int(record_every, "record_every", 0)
+    record_every = _at_most(as_int(record_every, "record_every", 0), "record_every")
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
     if not isinstance(denoise, (bool, np.bool_)):
         raise TypeError("denoise must be a bool")
@@ -127,7 +227,8 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     if steps >= 2**32 - 1:
         raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
     nrec = steps // record_every if record_every else 0
-    _check_memory(4 * n * d * (1 + nrec), f"{n} chains x {nrec + 1} states x d={d} (float32)")
+    _check_memory(4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
+                  f"{n} chains x {nrec + 1} states x d={d} (float32)")
     conditioned = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     x, traj, div = _core.run(
         model._engine(), sigmas, eps, T, annealed, n, x0, init_std, seed, threads,
@@ -135,6 +236,8 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     )
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=3)
+    if record_every and traj is None:  # fewer steps than record_every: T // k = 0 states
+        traj = np.empty((0, n, d), np.float32)
     return (x, traj) if record_every else x
 
 
@@ -161,16 +264,20 @@ def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any 
     if isinstance(model, Weights) and model.role == "vae_decoder":
         raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not langevin")
     eps = as_pos_float(eps, "eps")
-    T = as_int(T, "T", 1)
+    _check_step(eps, "eps")
+    T = _at_most(as_int(T, "T", 1), "T")
     needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     if sigma is None:
         if needs_sigma:
             raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
         sig = 0.0
     else:
-        sig = float(sigma) if not isinstance(sigma, bool) else math.nan
+        if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real):
+            raise TypeError(f"sigma must be a real number, got {sigma!r}")
+        sig = float(sigma)
         if not (math.isfinite(sig) and (sig > 0 or (sig == 0 and not needs_sigma))):
-            raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+            bound = "> 0" if needs_sigma else ">= 0"
+            raise ValueError(f"sigma must be finite and {bound}, got {sigma!r}")
     return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
 
 
@@ -200,7 +307,9 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
         )
     sig = _sigmas(stored["sigmas"] if sigmas is None else sigmas)
     eps = as_pos_float(stored["eps"] if eps is None else eps, "eps")
-    T = as_int(stored["T"] if T is None else T, "T", 1)
+    ratio = sig[0] / sig[-1]
+    _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
+    T = _at_most(as_int(stored["T"] if T is None else T, "T", 1), "T")
     return _run(model, sig, eps, T, True, n, x0, sig[0], seed, threads, record_every, denoise, tile)
 
 
@@ -218,7 +327,8 @@ def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int 
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
-    _check_memory(4 * n * model.dim, f"{n} samples x d={model.dim} (float32)")
+    _check_memory(4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
+                  f"{n} samples x d={model.dim} (float32)")
     x, div = _core.vae_run(model._engine(), n, seed, threads, tile)
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=2)

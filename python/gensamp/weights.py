@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -355,19 +356,32 @@ def load(path: PathLike) -> Weights:
     """Load and validate a weights file written by :meth:`Weights.save`.
 
     Only safetensors files are read (no pickle: loading never runs code). Every tensor name,
-    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError.
+    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError
+    (a path of the wrong type raises TypeError).
     """
     from safetensors import safe_open
+
+    def _plain_int(text: str) -> int | None:
+        # A metadata integer must be ASCII digits: str.isdigit() alone also accepts '²' or '١'.
+        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        # Only regular files: opening a FIFO would block forever, a device could be endless.
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{os.fspath(path)}: cannot read weights file: not a regular file")
+        size = st.st_size
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
         raise ValueError(f"{os.fspath(path)}: cannot read weights file: {exc.strerror or exc}") from None
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    hlen = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    # A safetensors file: 8-byte length, then a JSON header that starts with '{'. Test that
+    # first: a valid header length can begin with the bytes b"\x80" or b"PK" too.
+    looks_safetensors = 2 <= hlen and 8 + hlen <= size and head[8:9] == b"{"
+    if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise _fail(path, "this is a pickle/zip (torch.save) checkpoint; gensamp reads only "
                     "safetensors files it can load without running code — export the model "
                     "with gensamp.export(model).save(path)")
@@ -375,9 +389,10 @@ def load(path: PathLike) -> Weights:
         raise _fail(path, f"file is {size} bytes, too short for a safetensors header")
     if size > _MAX_FILE_BYTES:
         raise _fail(path, f"file is {size} bytes, larger than any gensamp weights file")
-    hlen = int.from_bytes(head[:8], "little")
     if hlen < 2 or 8 + hlen > size:
         raise _fail(path, f"header length {hlen} does not fit in a {size}-byte file (truncated?)")
+    if head[8:9] != b"{":
+        raise _fail(path, "the header is not a JSON object (not a safetensors file)")
     try:
         with safe_open(os.fspath(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
@@ -391,7 +406,7 @@ def load(path: PathLike) -> Weights:
     if meta.get("format") != FORMAT_NAME:
         raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     ver = meta.get("format_version", "")
-    if not ver.isdigit() or int(ver) != FORMAT_VERSION:
+    if _plain_int(ver) != FORMAT_VERSION:
         raise _fail(path, f"format_version {ver!r} is not supported (this gensamp reads {FORMAT_VERSION})")
     known = {"format", "format_version", "n_layers", "activations", "sigma_input",
              "divide_by_sigma", "role", "sampler", "info"}
@@ -402,16 +417,17 @@ def load(path: PathLike) -> Weights:
     if extra:
         raise _fail(path, f"unexpected metadata keys {sorted(extra)}")
     nl = meta["n_layers"]
-    if not nl.isdigit() or not 1 <= int(nl) <= 1000:
+    nl_i = _plain_int(nl)
+    if nl_i is None or not 1 <= nl_i <= 1000:
         raise _fail(path, f"n_layers {nl!r} is not an integer in 1..1000")
-    nl_i = int(nl)
     expected = {f"layers.{i}.{p}" for i in range(nl_i) for p in ("weight", "bias")}
     has_norm = "norm.shift" in names or "norm.scale" in names
     if has_norm:
         expected |= {"norm.shift", "norm.scale"}
     if names != expected:
         raise _fail(path, f"tensor names {sorted(names ^ expected)} missing or unexpected")
-    for k, t in tensors.items():
+    for k in sorted(tensors):
+        t = tensors[k]
         if t.dtype != np.float32:
             raise _fail(path, f"tensor {k} has dtype {t.dtype}, expected float32")
         if not np.all(np.isfinite(t)):
@@ -420,8 +436,8 @@ def load(path: PathLike) -> Weights:
         acts = json.loads(meta["activations"])
         sampler = json.loads(meta["sampler"])
         info = json.loads(meta["info"])
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"metadata is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long ints, deep nesting
+        raise _fail(path, f"metadata is not valid JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
         raise _fail(path, "activations must be a JSON list of names")
     if meta["divide_by_sigma"] not in ("true", "false"):
@@ -440,5 +456,6 @@ def load(path: PathLike) -> Weights:
             sampler=sampler,
             info=info,
         )
-    except (TypeError, ValueError) as exc:
-        raise _fail(path, str(exc)) from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # OverflowError: e.g. a stored T of 1e400 (JSON Infinity); RecursionError: deep info.
+        raise _fail(path, f"{type(exc).__name__}: {exc}") from None

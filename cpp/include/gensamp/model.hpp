@@ -22,16 +22,24 @@ struct Workspace {
   virtual ~Workspace() = default;
 };
 
+// What a run precomputes from its noise levels. Owned by the run, never stored in the model:
+// models are immutable after construction, so any number of concurrent runs (several Python
+// threads) can share one model object.
+struct Levels {
+  virtual ~Levels() = default;
+};
+
 class ScoreModel {
  public:
   virtual ~ScoreModel() = default;
   virtual int dim() const = 0;  // d: the chain state's width
-  // Precomputes everything that depends on the noise level, once per run. Not thread-safe;
-  // `score` is const and may then be called concurrently with distinct workspaces.
-  virtual void prepare(const std::vector<double>& sigmas) = 0;
+  // Precomputes everything that depends on the noise levels, once per run (may throw).
+  virtual std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const = 0;
   virtual std::unique_ptr<Workspace> workspace(int width) const = 0;
-  // out[i*width + c] = score of chain c at level `level` (normalised coordinates).
-  virtual void score(const float* x, int width, int level, float* out, Workspace& ws) const = 0;
+  // out[i*width + c] = score of chain c at level `level` of `lv` (normalised coordinates).
+  // Thread-safe given distinct workspaces.
+  virtual void score(const float* x, int width, const Levels& lv, int level, float* out,
+                     Workspace& ws) const = 0;
   // Affine map between data space and the model's coordinates: u = (x - shift) / scale.
   virtual const float* shift() const { return nullptr; }
   virtual const float* scale() const { return nullptr; }
@@ -59,9 +67,10 @@ class Mlp final : public ScoreModel {
   int output_dim() const { return spec_.layers.back().out; }
   int max_width() const { return max_width_; }
   const MlpSpec& spec() const { return spec_; }
-  void prepare(const std::vector<double>& sigmas) override;
+  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const override;
   std::unique_ptr<Workspace> workspace(int width) const override;
-  void score(const float* x, int width, int level, float* out, Workspace& ws) const override;
+  void score(const float* x, int width, const Levels& lv, int level, float* out,
+             Workspace& ws) const override;
   // Raw network on a tile: x is [input_dim][width] including any sigma column the caller
   // appended; out is [output_dim][width]. Used by the VAE decoder and by the parity tests.
   void forward(const float* x, int width, float* out, Workspace& ws) const;
@@ -80,8 +89,6 @@ class Mlp final : public ScoreModel {
   // (for the narrow-tile kernel). wt0_data_ is W0's transpose without the sigma column.
   std::vector<std::vector<float>> wt_, b_pad_;
   std::vector<float> wt0_data_;
-  std::vector<std::vector<float>> level_bias0_;  // padded first-layer bias, sigma column folded in
-  std::vector<float> level_out_scale_;           // 1/sigma when divide_by_sigma, else 1
 };
 
 // Exact score of sum_k w_k N(mu_k, Sigma_k + sigma^2 I); Sigma_k diagonal or full.
@@ -92,17 +99,15 @@ class Mixture final : public ScoreModel {
   Mixture(std::vector<double> weights, std::vector<double> means, int d,
           std::vector<double> variances, std::vector<double> covs);
   int dim() const override { return d_; }
-  void prepare(const std::vector<double>& sigmas) override;
+  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const override;
   std::unique_ptr<Workspace> workspace(int width) const override;
-  void score(const float* x, int width, int level, float* out, Workspace& ws) const override;
+  void score(const float* x, int width, const Levels& lv, int level, float* out,
+             Workspace& ws) const override;
 
  private:
   int K_, d_;
   bool full_;
   std::vector<double> logw_, means_, vars_, covs_;
-  // Per level: diagonal -> inverse variances [K*d]; full -> Cholesky factors [K*d*d] (lower).
-  std::vector<std::vector<double>> prec_;
-  std::vector<std::vector<double>> logdet_;  // per level, [K]
 };
 
 }  // namespace gensamp

@@ -40,7 +40,7 @@ struct RunResult {
 // x: [n][d] row-major, data space. On entry holds x0 unless init_std > 0, in which case the
 // initial state is u0 = init_std * z(seed, j, kInitStep) in model coordinates. On exit holds
 // the final state. traj: [n_records][n][d], n_records = total_steps / record_every.
-RunResult run_langevin(ScoreModel& model, const Schedule& sched, int64_t n, float* x,
+RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n, float* x,
                        double init_std, float* traj, const RunOptions& opt);
 
 // decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
