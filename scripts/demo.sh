@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-exec "$PYBIN" examples/seed_exact.py "$@"
+exec "$PYBIN" -m gensamp demo "$@"

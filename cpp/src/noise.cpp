@@ -67,7 +67,7 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
     for (int blk = 0; blk * 4 < d; ++blk) {
       float out[4][kChunk];
 #pragma omp simd
-      for (int c = 0; c < kChunk; ++c) {
+      for (int c = 0; c < m; ++c) {  // only live chains: a lone chain costs one lane, not 16
         const uint64_t j = chain0 + uint64_t(cb + c);
         uint32_t c0 = uint32_t(blk), c1 = step, c2 = uint32_t(j), c3 = uint32_t(j >> 32);
         uint32_t kk0 = k0, kk1 = k1;

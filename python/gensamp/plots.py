@@ -89,12 +89,16 @@ def score_field(path: str, line: Mapping[str, Any], quiver: Mapping[str, Any] | 
     if quiver is not None:
         ax = axes[0][1]
         X, Y = np.meshgrid(quiver["x"], quiver["y"])
+        spacing = float(np.min(np.diff(quiver["x"])))
+        # Lengths ~ sqrt(|s|) (so arrows near the modes stay visible), the longest true arrow
+        # one grid spacing; learned arrows use the same scale, so lengths compare directly.
+        comp = {k: quiver[k] / np.sqrt(np.linalg.norm(quiver[k], axis=-1, keepdims=True) + 1e-12)
+                for k in ("true", "learned")}
+        unit = spacing / max(float(np.max(np.linalg.norm(comp["true"], axis=-1))), 1e-12)
         for key, color in (("true", "k"), ("learned", "C1")):
-            v = quiver[key]
-            norm = np.sqrt((v**2).sum(-1, keepdims=True)) + 1e-12
-            u = v / norm ** 0.5  # compress the range so near-mode arrows stay visible
-            ax.quiver(X, Y, u[..., 0], u[..., 1], color=color, alpha=0.8, label=key,
-                      angles="xy", scale_units="xy", scale=4)
+            u = comp[key] * unit
+            ax.quiver(X, Y, u[..., 0], u[..., 1], color=color, alpha=0.75, label=key,
+                      angles="xy", scale_units="xy", scale=1, width=0.004)
         ax.set_aspect("equal")
         ax.set_title(quiver.get("title", ""), fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
