@@ -48,37 +48,30 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
 
 #ifdef GENSAMP_X86
 // One chain is a matrix-vector product: with a single accumulator it would wait on each FMA's
-// latency, so up to 4 output vectors run as independent chains (each output's own FMA order
-// is unchanged: same bits).
-template <int NV>
-__attribute__((target("avx512f"))) static inline void narrow512_block(const LayerRef& L,
-                                                                      const float* X, float* Y,
-                                                                      int width, int c, int o0) {
-  __m512 acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = _mm512_loadu_ps(L.b + o0 + 16 * v);
-  for (int k = 0; k < L.in; ++k) {
-    const __m512 x = _mm512_set1_ps(X[long(k) * width + c]);
-    const float* wt = L.WT + long(k) * L.out_pad + o0;
-    for (int v = 0; v < NV; ++v) acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(wt + 16 * v), x, acc[v]);
-  }
-  alignas(64) float tmp[16 * NV];
-  for (int v = 0; v < NV; ++v) _mm512_store_ps(tmp + 16 * v, acc[v]);
-  const int m = L.out - o0 < 16 * NV ? L.out - o0 : 16 * NV;
-  for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = tmp[q];
-}
-
+// latency, so a panel of 64 outputs runs as 4 independent chains (each output's own FMA order
+// is unchanged: same bits), streaming its packed weights sequentially.
 __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, const float* X,
                                                              float* Y, int width) {
-  for (int c = 0; c < width; ++c) {
-    int o0 = 0;
-    for (; o0 + 64 <= L.out_pad; o0 += 64) narrow512_block<4>(L, X, Y, width, c, o0);
-    switch ((L.out_pad - o0) / 16) {
-      case 3: narrow512_block<3>(L, X, Y, width, c, o0); break;
-      case 2: narrow512_block<2>(L, X, Y, width, c, o0); break;
-      case 1: narrow512_block<1>(L, X, Y, width, c, o0); break;
-      default: break;
+  alignas(64) float tmp[64];
+  for (int c = 0; c < width; ++c)
+    for (int o0 = 0; o0 < L.out; o0 += 64) {
+      const float* wp = L.WP + long(o0 / 64) * L.in * 64;
+      __m512 a0 = _mm512_loadu_ps(L.b + o0), a1 = _mm512_loadu_ps(L.b + o0 + 16),
+             a2 = _mm512_loadu_ps(L.b + o0 + 32), a3 = _mm512_loadu_ps(L.b + o0 + 48);
+      for (int k = 0; k < L.in; ++k, wp += 64) {
+        const __m512 x = _mm512_set1_ps(X[long(k) * width + c]);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp), x, a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(wp + 16), x, a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(wp + 32), x, a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(wp + 48), x, a3);
+      }
+      _mm512_store_ps(tmp, a0);
+      _mm512_store_ps(tmp + 16, a1);
+      _mm512_store_ps(tmp + 32, a2);
+      _mm512_store_ps(tmp + 48, a3);
+      const int m = L.out - o0 < 64 ? L.out - o0 : 64;
+      for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = tmp[q];
     }
-  }
 }
 
 __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, const float* X,

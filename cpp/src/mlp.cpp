@@ -158,13 +158,25 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
       for (int k = 0; k < in; ++k) t[size_t(k) * pad + o] = W[size_t(o) * ld_in + k];
     return t;
   };
+  auto panels = [](const std::vector<float>& W, int out, int in, int ld_in) {
+    const int np = (out + 63) / 64;
+    std::vector<float> t(size_t(np) * in * 64, 0.f);
+    for (int o = 0; o < out; ++o)
+      for (int k = 0; k < in; ++k)
+        t[(size_t(o / 64) * in + k) * 64 + o % 64] = W[size_t(o) * ld_in + k];
+    return t;
+  };
   for (const auto& l : L) {
     wt_.push_back(transpose(l.W, l.out, l.in, l.in));
-    std::vector<float> b(size_t((l.out + 15) / 16 * 16), 0.f);
+    wp_.push_back(panels(l.W, l.out, l.in, l.in));
+    std::vector<float> b(size_t((l.out + 63) / 64 * 64), 0.f);
     std::copy(l.b.begin(), l.b.end(), b.begin());
     b_pad_.push_back(std::move(b));
   }
-  if (extra) wt0_data_ = transpose(L.front().W, L.front().out, d_, L.front().in);
+  if (extra) {
+    wt0_data_ = transpose(L.front().W, L.front().out, d_, L.front().in);
+    wp0_data_ = panels(L.front().W, L.front().out, d_, L.front().in);
+  }
 }
 
 double Mlp::flops_per_eval() const {
@@ -210,13 +222,14 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
     LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(), L[i].out, L[i].in,
-                 int(b_pad_[i].size())};
+                 (L[i].out + 15) / 16 * 16, wp_[i].data()};
     if (i == 0) {
       ref.b = bias0;
       ref.in = in_rows;
       if (!full0) {
         ref.W = w0_data_.data();
         ref.WT = wt0_data_.data();
+        ref.WP = wp0_data_.data();
       }
     }
     layer_forward(ref, cur, dst, width);

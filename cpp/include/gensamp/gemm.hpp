@@ -10,8 +10,11 @@ namespace gensamp {
 struct LayerRef {
   const float* W;   // [out][in]
   const float* WT;  // [in][out_pad]: W transposed, rows zero-padded to out_pad (multiple of 16)
-  const float* b;   // [out_pad], zero-padded
+  const float* b;   // [out_pad64], zero-padded
   int out, in, out_pad;
+  // W transposed and packed in panels of 64 outputs, each contiguous [in][64] (zero-padded to a
+  // multiple of 64): a single chain then streams the weights sequentially.
+  const float* WP;
 };
 
 // width % 16 == 0: vectorised across chains (register-blocked rows x chains).

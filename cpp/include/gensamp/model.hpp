@@ -87,8 +87,8 @@ class Mlp final : public ScoreModel {
   std::vector<float> sigma_col_;  // that column
   // Per layer: W transposed and zero-padded to a multiple of 16 outputs, and the padded bias
   // (for the narrow-tile kernel). wt0_data_ is W0's transpose without the sigma column.
-  std::vector<std::vector<float>> wt_, b_pad_;
-  std::vector<float> wt0_data_;
+  std::vector<std::vector<float>> wt_, b_pad_, wp_;  // wp_: 64-output panels (see LayerRef::WP)
+  std::vector<float> wt0_data_, wp0_data_;
 };
 
 // Exact score of sum_k w_k N(mu_k, Sigma_k + sigma^2 I); Sigma_k diagonal or full.
