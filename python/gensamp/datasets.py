@@ -257,6 +257,8 @@ def as_array(data: Any, name: str = "data", min_rows: int = 2) -> np.ndarray:
         raise ValueError(f"{name} must have shape [N, d] (or [N] for d = 1), got {arr.shape}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has zero columns")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
     if arr.shape[0] < min_rows:
         raise ValueError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .datasets import as_array
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -29,33 +30,10 @@ __all__ = [
 
 
 def _samples(a: Any, name: str, d: int | None = None) -> np.ndarray:
-    try:
-        import torch
-
-        if isinstance(a, torch.Tensor):
-            a = a.detach().cpu().double().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    try:
-        arr = np.asarray(a)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} cannot be converted to an array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape [n, d] (or [n] for d = 1), got {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+    """Samples as float64 [n, d]: datasets.as_array's conversion and checks, plus the width."""
+    arr = as_array(a, name, min_rows=1)
     if d is not None and arr.shape[1] != d:
         raise ValueError(f"{name} must have d={d} columns, got {arr.shape[1]}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"{name} contains {int(np.sum(~np.all(np.isfinite(arr), axis=1)))} row(s) with NaN "
-            "or Inf (diverged chains?); drop them explicitly if that is intended"
-        )
     return arr
 
 
