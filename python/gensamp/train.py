@@ -106,7 +106,9 @@ def implicit_sm_loss(score_fn: Callable[[torch.Tensor], torch.Tensor], u: torch.
     tr = torch.zeros(u.shape[0], device=u.device, dtype=s.dtype)
     for i in range(u.shape[1]):
         # rows are independent, so the gradient of the column sum is the per-row derivative
-        g = torch.autograd.grad(s[:, i].sum(), u, create_graph=create_graph)[0]
+        # (the graph is kept for the next dimension even when no higher-order graph is built)
+        g = torch.autograd.grad(s[:, i].sum(), u, create_graph=create_graph,
+                                retain_graph=create_graph or i + 1 < u.shape[1])[0]
         tr = tr + g[:, i]
     return (tr + 0.5 * (s**2).sum(1)).mean()
 
