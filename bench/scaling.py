@@ -30,7 +30,7 @@ def main() -> int:
         T = max(1, round((2e8 if args.smoke else 3e10) / (C.flops_per_step(d, h) * n * C.L_LEVELS)))
         base = None
         for th in range(1, all_threads + 1):
-            t = C.timed(lambda: C.engine(w, n, T, th), 1 if args.smoke else 3)
+            t = C.timed(lambda w=w, T=T, th=th: C.engine(w, n, T, th), 1 if args.smoke else 3)
             rate = n * C.L_LEVELS * T / t
             base = base or rate
             rows.append(dict(d=d, hidden=h, n=n, T=T, threads=th, chain_steps_s=rate,

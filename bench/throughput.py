@@ -21,7 +21,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import _common as C  # noqa: E402
-
 import gensamp  # noqa: E402
 
 FULL = dict(shapes=[(1, 128), (2, 128), (64, 256)], ns=[1, 100, 1_000, 10_000, 100_000, 1_000_000])

@@ -10,9 +10,9 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
+import gensamp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import gensamp  # noqa: E402
 from gensamp.metrics import wasserstein_1d  # noqa: E402
 
 

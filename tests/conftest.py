@@ -1,8 +1,7 @@
+import gensamp
 import numpy as np
 import pytest
 import torch
-
-import gensamp
 
 ACTS = ["relu", "leaky_relu", "elu", "silu", "softplus", "tanh", "sigmoid", "gelu", "gelu_tanh"]
 TORCH_ACTS = {

@@ -3,11 +3,10 @@
 import subprocess
 import sys
 
+import gensamp
 import numpy as np
 import pytest
 import torch
-
-import gensamp
 
 SUBCOMMANDS = ["train", "sample", "plot", "bench", "demo"]
 

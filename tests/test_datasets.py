@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from gensamp import GaussianMixture
 from gensamp import datasets as D
 

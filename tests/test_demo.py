@@ -1,15 +1,15 @@
 """`gensamp demo --quick` end to end: every file, valid images, the report's metrics.
 
-The learned models' quality bounds (demo.QUICK_BOUNDS / FULL_BOUNDS) are reported in report.md
-as ok/MISSED but not asserted here yet: meeting them is the open training issue's work. The
-exact-score results, which depend only on the engine, are asserted."""
+Quick mode trains on 2,000 points for a few seconds per model; its bounds (demo.QUICK_BOUNDS,
+printed in report.md) are looser than the full run's targets but still fail on the seed deck's
+failure modes: a unimodal VAE or a one-mode sampler is off by 0.25 in weight and several
+units of W1, an unlearned score has relative error ~1."""
 
 import json
 import subprocess
 import sys
 
 import pytest
-
 from gensamp import demo
 
 FILES = ["data.png", "vae_samples.png", "sm_samples.png", "ald_samples.png", "true_scores.png",
@@ -52,6 +52,7 @@ def test_report_holds_the_metrics(quick_demo):
     assert set(checked) == set(demo.QUICK_BOUNDS)
     for t in checked.values():
         assert t["ok"] == (t["value"] <= t["bound"])
+        assert t["ok"], t  # every quick-mode bound is met
     # The exact-score comparison is the deck's point: annealed Langevin recovers the 0.2/0.8
     # weights, plain Langevin keeps the uniform start's 50/50 split.
     assert checked["exact2d_ald.weight_error"]["ok"]

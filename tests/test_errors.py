@@ -1,11 +1,9 @@
 """Bad inputs raise ValueError/TypeError naming the problem; odd-but-valid arrays are converted."""
 
+import gensamp
 import numpy as np
 import pytest
 import torch
-
-import gensamp
-
 from conftest import random_mlp
 
 

@@ -18,10 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+import gensamp
 import numpy as np
 import pytest
-
-import gensamp
 
 TESTS = Path(__file__).parent
 PYTHON_DIR = os.path.dirname(os.path.dirname(gensamp.__file__))

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import torch
+from gensamp import GaussianMixture
+from gensamp import metrics as M
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra.numpy import arrays
-
-from gensamp import GaussianMixture
-from gensamp import metrics as M
 
 finite = hs.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 samples = arrays(np.float64, hs.integers(1, 40), elements=finite)

@@ -2,13 +2,11 @@
 
 import itertools
 
+import gensamp
 import numpy as np
 import pytest
-
-import gensamp
-from gensamp import reference as ref
-
 from conftest import ACTS, random_mlp
+from gensamp import reference as ref
 
 DIMS = [1, 2, 8, 64]
 WIDTHS = [16, 64, 128, 256]

@@ -12,17 +12,15 @@ import warnings
 from decimal import Decimal
 from fractions import Fraction
 
+import gensamp
 import numpy as np
 import pytest
 import torch
+from conftest import random_mlp
+from gensamp import reference as ref
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
-import gensamp
-from gensamp import reference as ref
-
-from conftest import random_mlp
 
 # hypothesis builds a mypy_extensions.TypedDict while reporting a failure; under the project's
 # filterwarnings = error that DeprecationWarning would hide the failure behind an INTERNALERROR.

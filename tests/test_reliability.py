@@ -13,11 +13,9 @@ import threading
 import time
 import warnings
 
+import gensamp
 import numpy as np
 import pytest
-
-import gensamp
-
 from conftest import random_mlp
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

@@ -1,12 +1,11 @@
 """The counter-based generator: known answers, C++ = numpy reference, and real normals."""
 
+import gensamp
 import numpy as np
 import pytest
-from scipy import stats
-
-import gensamp
 from gensamp import _core
 from gensamp import reference as ref
+from scipy import stats
 
 # Random123 v1.14.0, tests/kat_vectors, "philox4x32 10" lines: counter, key, expected output.
 KAT = [

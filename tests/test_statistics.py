@@ -1,10 +1,9 @@
 """Distributional checks of the engine against closed forms and the deck's experiments."""
 
+import gensamp
 import numpy as np
 import pytest
 from scipy import stats
-
-import gensamp
 
 # Documented schedules (Algorithm 1: alpha_i = eps sigma_i^2 / sigma_L^2, eps = 0.2 sigma_L^2).
 # 2D toy: the mode weights are decided at intermediate sigma (~2-5), where each level must

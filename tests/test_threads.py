@@ -4,11 +4,9 @@ import os
 import subprocess
 import sys
 
+import gensamp
 import numpy as np
 import pytest
-
-import gensamp
-
 from conftest import random_mlp
 
 

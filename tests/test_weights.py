@@ -4,14 +4,12 @@ import json
 import struct
 from pathlib import Path
 
+import gensamp
 import numpy as np
 import pytest
 import torch
-
-import gensamp
-from gensamp import reference as ref
-
 from conftest import ACTS, random_mlp, rel_close
+from gensamp import reference as ref
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

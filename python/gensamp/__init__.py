@@ -14,6 +14,20 @@ from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 
 __version__ = "0.1.0"
 
+# Training needs torch, which takes seconds to import: load it on first use, so that sampling
+# from saved weights never pays for it.
+_LAZY = {"train_vae": "train", "train_score": "train", "train_ncsn": "train",
+         "datasets": None, "metrics": None, "models": None, "train": None}
+
+
+def __getattr__(name: str):  # PEP 562
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gensamp' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
+    return module if _LAZY[name] is None else getattr(module, name)
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -26,5 +40,8 @@ __all__ = [
     "load",
     "reference",
     "simd_level",
+    "train_ncsn",
+    "train_score",
+    "train_vae",
     "vae_sample",
 ]

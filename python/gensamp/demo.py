@@ -22,14 +22,16 @@ from .export import export
 from .samplers import annealed_langevin, langevin, resolve_threads, vae_sample
 from .train import train_ncsn, train_score, train_vae
 
-# Training settings per mode. Full: the issue's evidence protocol (n = 5,000 training points,
-# 10,000 samples). Quick: the same pipeline, smaller, for tests (bounds in QUICK_BOUNDS).
+# Training settings per mode. Full: the training functions' defaults on the issue's evidence
+# protocol (n = 5,000 training points, 10,000 samples). Quick: the same pipeline, smaller, for
+# tests (bounds in QUICK_BOUNDS). torch trains on one thread: for these small MLPs intra-op
+# threading only adds synchronisation.
 FULL = dict(n_train=5_000, n_samples=10_000, n_truth=100_000,
-            ncsn=dict(epochs=120), vae=dict(epochs=300), sm=dict(epochs=150),
-            ncsn2d=dict(epochs=80), sm2d=dict(epochs=60))
+            ncsn=dict(), vae=dict(), sm=dict(), ncsn2d=dict(), sm2d=dict())
 QUICK = dict(n_train=2_000, n_samples=4_000, n_truth=20_000,
-             ncsn=dict(epochs=25), vae=dict(epochs=40), sm=dict(epochs=25),
-             ncsn2d=dict(epochs=15), sm2d=dict(epochs=10))
+             ncsn=dict(epochs=100), vae=dict(epochs=150), sm=dict(epochs=60),
+             ncsn2d=dict(epochs=60), sm2d=dict(epochs=30))
+TRAIN_THREADS = 1
 
 # (metric key path, bound, direction). Full: the training issue's targets. Quick: looser
 # bounds for the small run (documented in the report), still failing on a broken model.
@@ -42,9 +44,9 @@ FULL_BOUNDS = {
 }
 QUICK_BOUNDS = {
     "ncsn_ald.w1": 0.35, "ncsn_ald.weight_error": 0.05,
-    "vae.w1": 0.8, "vae.weight_error": 0.08,
-    "sm_langevin.score_rel_error": 0.25,
-    "ncsn2d_ald.weight_error": 0.08,
+    "vae.w1": 0.8, "vae.weight_error": 0.05,
+    "sm_langevin.score_rel_error": 0.1,
+    "ncsn2d_ald.weight_error": 0.05,
     "exact2d_ald.weight_error": 0.03,
 }
 SCHED_2D = dict(sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=400)
@@ -92,10 +94,16 @@ def run(out: str = "gensamp-demo", *, quick: bool = False, seed: int = 0,
     truth = mix.sample(cfg["n_truth"], seed=seed + 10_000)
     files.append(plots.hist_1d(os.path.join(out, "data.png"), x_train, mixture=mix,
                                title=f"seed mixture: {len(x_train)} training points"))
+    # What a perfect model of these training points would score: n points resampled from
+    # them. It keeps the training set's own left share (binomial noise around 0.25), which no
+    # model can know to correct, so it bounds what W1 the learned models can reach.
+    boot = x_train[np.random.default_rng(seed + 40_000).integers(0, len(x_train), n)]
+    res["floor_resampled_data"] = _sample_metrics(boot, truth, mix)
 
     # ---- NCSN + annealed Langevin --------------------------------------------------------
     _log("[1/6] NCSN on the 1D mixture: training (PyTorch), then annealed Langevin (C++)", quiet)
-    ncsn, t_tr = _timed(lambda: train_ncsn(x_train, seed=seed, progress=progress, **cfg["ncsn"]))
+    ncsn, t_tr = _timed(lambda: train_ncsn(x_train, seed=seed, progress=progress,
+                                               threads=TRAIN_THREADS, **cfg["ncsn"]))
     w_ncsn = export(ncsn)
     x_ald, t_s = _timed(lambda: annealed_langevin(w_ncsn, n=n, seed=seed))
     steps = n * len(w_ncsn.sampler["sigmas"]) * w_ncsn.sampler["T"]
@@ -105,7 +113,8 @@ def run(out: str = "gensamp-demo", *, quick: bool = False, seed: int = 0,
 
     # ---- VAE -----------------------------------------------------------------------------
     _log("[2/6] VAE with a learned-variance decoder: training, then ancestral sampling (C++)", quiet)
-    vae, t_tr = _timed(lambda: train_vae(x_train, seed=seed, progress=progress, **cfg["vae"]))
+    vae, t_tr = _timed(lambda: train_vae(x_train, seed=seed, progress=progress,
+                                             threads=TRAIN_THREADS, **cfg["vae"]))
     w_vae = export(vae)
     x_vae, t_s = _timed(lambda: vae_sample(w_vae, n, seed=seed))
     res["vae"] = dict(_sample_metrics(x_vae, truth, mix), train_seconds=t_tr, sample_seconds=t_s,
@@ -113,9 +122,10 @@ def run(out: str = "gensamp-demo", *, quick: bool = False, seed: int = 0,
 
     # ---- exact score matching + plain Langevin ------------------------------------------
     _log("[3/6] score matching (exact Jacobian trace): training, then plain Langevin (C++)", quiet)
-    sm, t_tr = _timed(lambda: train_score(x_train, "exact", seed=seed, progress=progress, **cfg["sm"]))
+    sm, t_tr = _timed(lambda: train_score(x_train, "exact", seed=seed, progress=progress,
+                                              threads=TRAIN_THREADS, **cfg["sm"]))
     w_sm = export(sm)
-    x_sm, t_s = _timed(lambda: langevin(w_sm, w_sm.sampler["eps"], w_sm.sampler["T"], n=n, seed=seed))
+    x_sm, t_s = _timed(lambda: langevin(w_sm, n=n, seed=seed))  # its stored eps and T
     res["sm_langevin"] = dict(
         _sample_metrics(x_sm, truth, mix), train_seconds=t_tr, sample_seconds=t_s,
         chain_steps_per_s=n * w_sm.sampler["T"] / t_s, sampler=w_sm.sampler,
@@ -151,13 +161,15 @@ def run(out: str = "gensamp-demo", *, quick: bool = False, seed: int = 0,
 
     # ---- learned models in 2D ----------------------------------------------------------
     _log("[5/6] NCSN and score matching on the 2D mixture (learned scores)", quiet)
-    ncsn2, t_tr = _timed(lambda: train_ncsn(x2, seed=seed, progress=progress, **cfg["ncsn2d"]))
+    ncsn2, t_tr = _timed(lambda: train_ncsn(x2, seed=seed, progress=progress,
+                                             threads=TRAIN_THREADS, **cfg["ncsn2d"]))
     w_ncsn2 = export(ncsn2)
     x_n2 = annealed_langevin(w_ncsn2, n=n, seed=seed)
     res["ncsn2d_ald"] = dict(_sample_metrics(x_n2, truth2, mix2), train_seconds=t_tr)
-    sm2, t_tr = _timed(lambda: train_score(x2, "exact", seed=seed, progress=progress, **cfg["sm2d"]))
+    sm2, t_tr = _timed(lambda: train_score(x2, "exact", seed=seed, progress=progress,
+                                             threads=TRAIN_THREADS, **cfg["sm2d"]))
     w_sm2 = export(sm2)
-    x_s2 = langevin(w_sm2, w_sm2.sampler["eps"], w_sm2.sampler["T"], n=n, seed=seed)
+    x_s2 = langevin(w_sm2, n=n, seed=seed)
     res["sm2d_langevin"] = dict(_sample_metrics(x_s2, truth2, mix2), train_seconds=t_tr)
 
     # ---- score fields and training curves ----------------------------------------------
@@ -220,6 +232,15 @@ def _write_markdown(path: str, rep: dict[str, Any]) -> str:
         lines.append(f"| {name} | {x['w1']:.3f} | {x['ks']:.3f} | {plots._weights_text(x['mode_weights'])} | "
                      f"{x['far_from_modes']:.4f} | {x['train_seconds']:.1f} | {x['sample_seconds']:.2f} | "
                      f"{_fmt(cs, '.3g')} |")
+    fl = r["floor_resampled_data"]
+    lines.append(f"| floor: {rep['settings']['n_samples']} points resampled from the training set | "
+                 f"{fl['w1']:.3f} | {fl['ks']:.3f} | {plots._weights_text(fl['mode_weights'])} | "
+                 f"{fl['far_from_modes']:.4f} | | | |")
+    lines += ["", "The floor row is a perfect model of the training points: their own left share is "
+              "off 0.25 by binomial noise (SE 0.006 at 5,000 points), which no model of them can "
+              "correct, and one draw of 10,000 adds SE 0.004 more (each 0.01 of weight error is "
+              "0.13 of W1 across the 13-unit gap). See bench/quality.py for the mean over draws "
+              "and seeds."]
     lines += ["", f"Score matching: relative score error E‖s−∇log p‖²/E‖∇log p‖² on the data = "
               f"{r['sm_langevin']['score_rel_error']:.4f} (the score is learned; plain Langevin "
               "still cannot move mass between separated modes).", "",

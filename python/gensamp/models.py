@@ -16,7 +16,7 @@ built directly and trained with your own loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ def _hidden(hidden: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "softplus") -> nn.Sequential:
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "silu") -> nn.Sequential:
     """Linear / activation stack n_in -> hidden... -> n_out with a linear output: the layout
     :func:`gensamp.export` understands (same activation after every hidden layer)."""
     if activation not in ACTIVATIONS:
@@ -151,10 +151,13 @@ class _Normalised(nn.Module):
     def to_weights(self, **overrides: Any) -> Weights:
         """Export to :class:`~gensamp.Weights` (what ``gensamp.export(model)`` returns):
         network, normalisation, role, sampler defaults (model coordinates) and provenance.
-        Keyword arguments (sigma_input, divide_by_sigma, shift, scale, role, sampler, info)
-        override the stored settings."""
+        Keyword arguments (sigma_input, divide_by_sigma, shift, scale, role, sampler) override
+        the stored settings; ``info`` entries are added to the stored provenance."""
         settings = self._export_settings()
-        settings.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "info" in given:  # add to the provenance rather than drop it
+            given["info"] = {**settings["info"], **dict(given["info"])}
+        settings.update(given)
         return export(self._network(), **settings)
 
 
@@ -168,7 +171,7 @@ class ScoreNet(_Normalised):
 
     role = "score"
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), activation: str = "softplus",
+    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), activation: str = "silu",
                  *, shift: Any = None, scale: Any = None) -> None:
         super().__init__(dim, shift, scale)
         self.hidden = _hidden(hidden)
@@ -207,7 +210,7 @@ class NCSN(_Normalised):
     role = "ncsn"
 
     def __init__(self, dim: int, sigmas: Sequence[float], hidden: Sequence[int] = (128, 128),
-                 activation: str = "softplus", *, sigma_input: str = "log_sigma",
+                 activation: str = "silu", *, sigma_input: str = "log_sigma",
                  divide_by_sigma: bool = True, shift: Any = None, scale: Any = None,
                  eps: float | None = None, T: int | None = None) -> None:
         super().__init__(dim, shift, scale)
@@ -293,7 +296,7 @@ class VAE(_Normalised):
     role = "vae_decoder"
 
     def __init__(self, dim: int, latent_dim: int = 2, hidden: Sequence[int] = (128, 128),
-                 activation: str = "softplus", *, shift: Any = None, scale: Any = None) -> None:
+                 activation: str = "silu", *, shift: Any = None, scale: Any = None) -> None:
         super().__init__(dim, shift, scale)
         self.latent_dim = _dim(latent_dim, "latent_dim")
         self.hidden = _hidden(hidden)
@@ -326,13 +329,17 @@ class VAE(_Normalised):
         # log p_x(x) = log p_u(u) - sum log scale (change of variables)
         return float(torch.log(self.scale.double()).sum())
 
-    def elbo(self, x: Any, *, beta: float = 1.0, seed: int = 0) -> np.ndarray:
-        """Per-point ELBO [n] of log p(x) in data space (one reparameterised z draw)."""
+    def elbo(self, x: Any, *, beta: float = 1.0, seed: int = 0, samples: int = 1) -> np.ndarray:
+        """Per-point ELBO [n] of log p(x) in data space: the one-draw reparameterised
+        estimate (closed-form KL) averaged over ``samples`` draws of z."""
+        from ._arrays import as_int
         from .train import elbo as _elbo
 
+        samples = as_int(samples, "samples", 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
+        u = self.to_model(x)
         with torch.no_grad():
-            e = _elbo(self, self.to_model(x), beta=beta, generator=g)
+            e = sum(_elbo(self, u, beta=beta, generator=g) for _ in range(samples)) / samples
         return e.cpu().double().numpy() - self._log_jacobian()
 
     def log_likelihood(self, x: Any, *, k: int = 100, seed: int = 0) -> np.ndarray:

@@ -241,15 +241,17 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     return (x, traj) if record_every else x
 
 
-def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any = None,
-             seed: int = 0, threads: int | None = None, record_every: int = 0,
+def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
+             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None, record_every: int = 0,
              sigma: float | None = None, tile: int | None = None) -> Any:
     """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
 
     Parameters
     ----------
     weights : Weights, path or GaussianMixture
-    eps : float > 0, step size.  T : int >= 1, number of steps.
+    eps : float > 0, step size.  T : int >= 1, number of steps. Left as None, they are taken
+        from the weights' stored sampler defaults (``gensamp.train_score`` stores them;
+        ValueError if absent).
     n : number of chains (default 1000, or len(x0)).  x0 : [n, d] initial states (data space).
     seed : int in [0, 2^64).  threads : int, default $GENSAMP_NUM_THREADS or all cores.
     record_every : k > 0 also returns the trajectory [T // k, n, d] (state after every k-th step).
@@ -263,9 +265,17 @@ def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any 
     model = _model(weights)
     if isinstance(model, Weights) and model.role == "vae_decoder":
         raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not langevin")
-    eps = as_pos_float(eps, "eps")
+    # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
+    stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
+    missing = [k for k, v in (("eps", eps), ("T", T)) if v is None and k not in stored]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} not given and the model stores no plain-Langevin default "
+            "for it; pass e.g. eps=0.01, T=1000"
+        )
+    eps = as_pos_float(stored["eps"] if eps is None else eps, "eps")
     _check_step(eps, "eps")
-    T = _at_most(as_int(T, "T", 1), "T")
+    T = _at_most(as_int(stored["T"] if T is None else T, "T", 1), "T")
     needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     if sigma is None:
         if needs_sigma:

@@ -304,8 +304,8 @@ class Weights:
 
     def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
         """Score in data space, d log p(x) / dx = s_u((x - shift)/scale) / scale (C++ engine)."""
-        from ._arrays import as_rows
         from . import _core
+        from ._arrays import as_rows
 
         if self._role == "vae_decoder":
             raise TypeError("a VAE decoder has no score; use gensamp.vae_sample")
