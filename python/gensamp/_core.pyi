@@ -1,0 +1,66 @@
+# Type stub for the compiled engine (cpp/bindings/). Arguments are checked at the binding
+# edge; the Python wrappers in samplers.py / weights.py / mixture.py are the public API.
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+have_openmp: bool
+fork_guard_installed: bool
+init_step: int  # the noise-stream step reserved for the chains' starting points
+
+class ScoreModel:
+    @property
+    def dim(self) -> int: ...
+
+class Mlp(ScoreModel):
+    def __init__(
+        self,
+        layers: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
+        activations: Sequence[str],
+        sigma_input: str = "none",
+        divide_by_sigma: bool = False,
+        shift: npt.ArrayLike | None = None,
+        scale: npt.ArrayLike | None = None,
+    ) -> None: ...
+    @property
+    def input_dim(self) -> int: ...
+    @property
+    def output_dim(self) -> int: ...
+    @property
+    def flops_per_eval(self) -> int: ...
+    def forward(self, inputs: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+
+class Mixture(ScoreModel):
+    def __init__(
+        self,
+        weights: npt.ArrayLike,
+        means: npt.ArrayLike,
+        variances: npt.ArrayLike | None = None,
+        covs: npt.ArrayLike | None = None,
+    ) -> None: ...
+
+def max_threads() -> int: ...
+def simd_level() -> str: ...
+def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]: ...
+def normals(seed: int, chain: int, step: int, d: int) -> npt.NDArray[np.float32]: ...
+def score(model: ScoreModel, u: npt.ArrayLike, sigma: float) -> npt.NDArray[np.float32]: ...
+def run(
+    model: ScoreModel,
+    sigmas: Sequence[float],
+    eps: float,
+    T: int,
+    annealed: bool,
+    n: int,
+    x0: npt.ArrayLike | None,
+    init_std: float,
+    seed: int,
+    threads: int,
+    record_every: int,
+    denoise: bool,
+    tile: int,
+    conditioned: bool,
+) -> tuple: ...
+def vae_run(
+    decoder: Mlp, n: int, seed: int, threads: int, tile: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
