@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._arrays import as_pos_float
 from .datasets import as_array
 from .models import ACTIVATIONS, NCSN, VAE, ScoreNet
 
@@ -321,12 +322,12 @@ def ncsn_defaults(u: Any, *, sigma_min: float = 0.03, T: int = 150, max_ratio: f
     "eps": float, "T": int, "gamma": float}`` in model coordinates.
     """
     ua = as_array(u, "u")
-    sigma_min = _positive(sigma_min, "sigma_min")
+    sigma_min = as_pos_float(sigma_min, "sigma_min")
     T = _int(T, "T", 1)
-    max_ratio = _positive(max_ratio, "max_ratio")
+    max_ratio = as_pos_float(max_ratio, "max_ratio")
     if max_ratio <= 1:
         raise ValueError(f"max_ratio must be > 1, got {max_ratio}")
-    s1 = _max_pairwise_distance(ua) if sigma_max is None else _positive(sigma_max, "sigma_max")
+    s1 = _max_pairwise_distance(ua) if sigma_max is None else as_pos_float(sigma_max, "sigma_max")
     if s1 <= sigma_min:
         raise ValueError(f"sigma_max {s1:.3g} must exceed sigma_min {sigma_min:.3g}")
     if n_levels is None:
@@ -370,15 +371,6 @@ def langevin_defaults(model: ScoreNet, u: Any, *, step_fraction: float = 0.1,
 
 
 # ---- input checks -------------------------------------------------------------------------------
-
-
-def _positive(v: Any, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    f = float(v)
-    if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
-    return f
 
 
 def _int(v: Any, name: str, lo: int) -> int:
@@ -628,7 +620,7 @@ def _common(epochs: Any, batch_size: Any, lr: Any, patience: Any, seed: Any, dev
         _int(threads, "threads", 1)
     epochs = _int(epochs, "epochs", 1)
     batch_size = _int(batch_size, "batch_size", 1)
-    lr = _positive(lr, "lr")
+    lr = as_pos_float(lr, "lr")
     if patience is not None:
         patience = _int(patience, "patience", 1)
     return epochs, batch_size, lr, patience, _seeds(seed), _device(device), _activation(activation)
@@ -683,7 +675,7 @@ def train_vae(data: Any, *, latent_dim: int = 2, hidden: Sequence[int] = (128, 1
     """
     epochs, batch_size, lr, patience, seeds, dev, activation = _common(
         epochs, batch_size, lr, patience, seed, device, activation, threads)
-    beta = _positive(beta, "beta")
+    beta = as_pos_float(beta, "beta")
     warmup_epochs = _int(warmup_epochs, "warmup_epochs", 0)
     latent_dim = _int(latent_dim, "latent_dim", 1)
     prep = _prepare(data, normalize, val_fraction, seeds[3], dev)
@@ -744,7 +736,7 @@ def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
         raise ValueError(f"confine must be a finite number >= 0, got {confine!r}")
     confine = float(confine)
     if method == "denoising":
-        sigma = 0.1 if sigma is None else _positive(sigma, "sigma")
+        sigma = 0.1 if sigma is None else as_pos_float(sigma, "sigma")
     elif sigma is not None:
         raise ValueError(f"sigma applies to method='denoising' only, not {method!r}")
     prep = _prepare(data, normalize, val_fraction, seeds[3], dev)
@@ -839,12 +831,12 @@ def train_ncsn(data: Any, *, sigmas: Sequence[float] | None = None, sigma_min: f
     epochs, batch_size, lr, patience, seeds, dev, activation = _common(
         epochs, batch_size, lr, patience, seed, device, activation, threads)
     if ema is not None:
-        ema = float(_positive(ema, "ema"))
+        ema = float(as_pos_float(ema, "ema"))
         if ema >= 1:
             raise ValueError(f"ema must be in (0, 1) or None, got {ema}")
     if target not in ("empirical", "noisy"):
         raise ValueError(f"target must be 'empirical' or 'noisy', got {target!r}")
-    spread = _positive(spread, "spread")
+    spread = as_pos_float(spread, "spread")
     if spread < 1:
         raise ValueError(f"spread must be >= 1, got {spread}")
     if target == "noisy" and spread != 1:
@@ -866,7 +858,7 @@ def train_ncsn(data: Any, *, sigmas: Sequence[float] | None = None, sigma_min: f
         defaults = ncsn_defaults(u_np, sigma_min=sigma_min, T=T, sigma_max=sigma_max,
                                  n_levels=n_levels)
     if eps is not None:
-        defaults["eps"] = _positive(eps, "eps")
+        defaults["eps"] = as_pos_float(eps, "eps")
     model = _build(seeds[4], lambda: NCSN(
         d, defaults["sigmas"], hidden, activation, sigma_input=sigma_input,
         divide_by_sigma=divide_by_sigma, shift=prep.shift, scale=prep.scale,
