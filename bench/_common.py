@@ -7,6 +7,7 @@ from gensamp.benchmark import (  # noqa: F401
     engine,
     export,
     flops_per_step,
+    fma_peak,
     machine,
     network,
     sgemm_ceiling,

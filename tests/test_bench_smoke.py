@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+from gensamp import _core
+
 BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
 
 
@@ -17,6 +20,12 @@ def test_throughput_smoke(tmp_path):
     out = _run("throughput.py", "--smoke", "--out", str(tmp_path))
     data = json.loads((tmp_path / "throughput_smoke.json").read_text())
     assert data["sgemm_gflops"] > 0 and "speed-up vs torch" in out
+    # The FMA peak bounds any kernel doing the counted FLOPs; passing it by a wide margin would
+    # mean the FLOP accounting (or the peak kernel) is wrong. The margin covers clock drift
+    # between the two measurements.
+    peak = data["fma_peak_gflops"]
+    assert peak > 0 and "FP32 FMA peak" in out
+    assert all(r["cpp_gflops"] <= 1.25 * peak for r in data["rows"])
     assert {r["n"] for r in data["rows"]} == {1, 100, 1000}
     for r in data["rows"]:
         assert r["cpp_chain_steps_s"] > 0 and r["torch_chain_steps_s"] > 0
@@ -31,3 +40,10 @@ def test_scaling_and_memory_smoke(tmp_path):
     mem = json.loads((tmp_path / "memory.json").read_text())
     # Per-tile buffers only: nothing proportional to N beyond the output itself.
     assert mem["ok"] and mem["output_bytes"] == 200000 * 2 * 4
+
+
+def test_fma_peak_arguments():
+    assert _core.fma_peak_gflops(1, 0.01) > 0
+    for bad in ((0, 0.1), (1, 0.0), (1, 61.0), (1, float("nan"))):
+        with pytest.raises(ValueError):
+            _core.fma_peak_gflops(*bad)

@@ -108,6 +108,29 @@ def test_ncsn_loss_variants():
         ncsn_loss(model, u, spread=2.0)
 
 
+@pytest.mark.parametrize("cap", [0.3, 5.0])
+def test_ncsn_loss_spread_is_capped(cap):
+    """Half the batch is perturbed with max(sigma, min(spread * sigma, cap)) but scored at sigma,
+    against the exact target for sigma."""
+    model = NCSN(1, [2.0, 0.2, 0.05], hidden=(8,))
+    u = torch.randn(64, 1, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(3)
+    s = model.sigmas[torch.randint(0, 3, (64,), generator=g)][:, None]
+    z = torch.randn(u.shape, generator=g)
+    wide = torch.rand((64, 1), generator=g) < 0.5
+    noise = torch.where(wide, torch.maximum(s, torch.clamp(3.0 * s, max=cap)), s)
+    assert wide.any() and (~wide).any()
+    noisy = u + noise * z
+    want = 0.5 * ((s * model(noisy, s[:, 0]) - empirical_target(noisy, s, u)) ** 2).sum(1).mean()
+    got = ncsn_loss(model, u, generator=torch.Generator().manual_seed(3), reference=u,
+                    spread=3.0, spread_cap=cap)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    if cap < 1:  # the cap changes the loss: the widened noise at sigma = 2 and 0.2 is cut to 0.3
+        other = ncsn_loss(model, u, generator=torch.Generator().manual_seed(3), reference=u,
+                          spread=3.0, spread_cap=5.0)
+        assert other.item() != pytest.approx(got.item(), rel=1e-3)
+
+
 def test_dsm_loss_prefers_the_noisy_score():
     # data N(0, I): the minimiser at noise sigma is -u / (1 + sigma^2); a wrong slope costs more
     u = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0))
@@ -441,6 +464,8 @@ def test_training_input_errors(two_bumps):
         train_score(x, activation="swish")
     with pytest.raises(TypeError, match="progress"):
         train_score(x, progress="yes")
+    with pytest.raises(ValueError, match="spread_cap"):
+        train_ncsn(x, spread_cap=0.0)
     with pytest.raises(ValueError, match="ema"):
         train_ncsn(x, ema=1.5)
     with pytest.raises(ValueError, match="target"):

@@ -1,5 +1,5 @@
 """Throughput measurement: the benchmark network, the PyTorch loop a user would write instead,
-and the machine's sgemm ceiling. Used by ``gensamp bench`` and the scripts under bench/."""
+the machine's sgemm ceiling and its FP32 FMA peak. Used by ``gensamp bench`` and the scripts under bench/."""
 
 from __future__ import annotations
 
@@ -81,6 +81,12 @@ def sgemm_ceiling(size: int = 4096, reps: int = 5) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     torch.mm(a, b)
     return 2.0 * size**3 / timed(lambda: torch.mm(a, b), reps) / 1e9
+
+
+def fma_peak(threads: int, seconds: float = 0.5) -> float:
+    """The machine's FP32 arithmetic peak in GFLOP/s: independent FMAs on the engine's own SIMD
+    path, on ``threads`` threads at once. No kernel that does the network's FLOPs can pass it."""
+    return float(_core.fma_peak_gflops(int(threads), float(seconds)))
 
 
 def steps_for(n: int, flops: float, budget: float) -> int:

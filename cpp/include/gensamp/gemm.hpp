@@ -23,4 +23,8 @@ void layer_forward(const LayerRef& L, const float* X, float* Y, int width);
 
 const char* simd_level();  // "avx512", "avx2" or "scalar"; GENSAMP_SIMD=scalar|avx2 lowers it
 
+// Measured FP32 FMA throughput (GFLOP/s, best of 3 runs of about `seconds`) of `threads` threads
+// on the SIMD path simd_level() picks: the arithmetic bound of every layer kernel.
+double fma_peak_gflops(int threads, double seconds);
+
 }  // namespace gensamp
