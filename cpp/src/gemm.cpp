@@ -12,11 +12,16 @@
 namespace gensamp {
 
 using LayerKernel = void (*)(const float* W, const float* b, int out, int in, const float* X,
-                             float* Y, int width);
-using NarrowKernel = void (*)(const LayerRef& L, const float* X, float* Y, int width);
+                             float* Y, int width, bool relu);
+using NarrowKernel = void (*)(const LayerRef& L, const float* X, float* Y, int width, bool relu);
+
+// ReLU applied as the accumulators are stored saves a pass over the activations. Every path
+// evaluates the same predicate as the separate activation pass, x > 0 ? x : +0 (an ordered
+// compare, so NaN and -0 give +0): identical bits whether fused or not.
+static inline float relu1(float v) { return v > 0.f ? v : 0.f; }
 
 static void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
-                         int width) {
+                         int width, bool relu) {
   for (int o = 0; o < out; ++o) {
     const float* w = W + long(o) * in;
     float* y = Y + long(o) * width;
@@ -26,12 +31,14 @@ static void layer_scalar(const float* W, const float* b, int out, int in, const 
       const float* x = X + long(k) * width;
       for (int c = 0; c < width; ++c) y[c] = std::fma(wk, x[c], y[c]);
     }
+    if (relu)
+      for (int c = 0; c < width; ++c) y[c] = relu1(y[c]);
   }
 }
 
 
 // Narrow tiles: for each chain, outputs in vectors of 16 from the transposed weights.
-static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width) {
+static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width, bool relu) {
   float acc[16];
   for (int c = 0; c < width; ++c)
     for (int o0 = 0; o0 < L.out; o0 += 16) {
@@ -42,7 +49,7 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
         for (int v = 0; v < 16; ++v) acc[v] = std::fma(wt[v], x, acc[v]);
       }
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = acc[v];
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu1(acc[v]) : acc[v];
     }
 }
 
@@ -51,7 +58,7 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
 // latency, so a panel of 64 outputs runs as 4 independent chains (each output's own FMA order
 // is unchanged: same bits), streaming its packed weights sequentially.
 __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, const float* X,
-                                                             float* Y, int width) {
+                                                             float* Y, int width, bool relu) {
   alignas(64) float tmp[64];
   for (int c = 0; c < width; ++c)
     for (int o0 = 0; o0 < L.out; o0 += 64) {
@@ -70,12 +77,12 @@ __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, 
       _mm512_store_ps(tmp + 32, a2);
       _mm512_store_ps(tmp + 48, a3);
       const int m = L.out - o0 < 64 ? L.out - o0 : 64;
-      for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = tmp[q];
+      for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = relu ? relu1(tmp[q]) : tmp[q];
     }
 }
 
 __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, const float* X,
-                                                            float* Y, int width) {
+                                                            float* Y, int width, bool relu) {
   alignas(32) float tmp[16];
   for (int c = 0; c < width; ++c)
     for (int o0 = 0; o0 < L.out; o0 += 16) {
@@ -89,7 +96,7 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
       _mm256_store_ps(tmp, a0);
       _mm256_store_ps(tmp + 8, a1);
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = tmp[v];
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu1(tmp[v]) : tmp[v];
     }
 }
 #endif
@@ -110,7 +117,7 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
 template <int R, int NB>
 __attribute__((target("avx512f"))) static inline void block512(const float* W, const float* b,
                                                                int in, const float* X, float* Y,
-                                                               int width, int o, int c) {
+                                                               int width, int o, int c, bool relu) {
   __m512 acc[R][NB];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) acc[r][v] = _mm512_set1_ps(b[o + r]);
@@ -124,6 +131,12 @@ __attribute__((target("avx512f"))) static inline void block512(const float* W, c
       for (int v = 0; v < NB; ++v) acc[r][v] = _mm512_fmadd_ps(wb, xv[v], acc[r][v]);
     }
   }
+  if (relu) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NB; ++v)
+        acc[r][v] = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(acc[r][v], zero, _CMP_GT_OQ), acc[r][v]);
+  }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) _mm512_storeu_ps(Y + long(o + r) * width + c + 16 * v, acc[r][v]);
 }
@@ -131,30 +144,30 @@ __attribute__((target("avx512f"))) static inline void block512(const float* W, c
 template <int NB>
 __attribute__((target("avx512f"))) static void rows512(const float* W, const float* b, int out,
                                                        int in, const float* X, float* Y, int width,
-                                                       int c) {
+                                                       int c, bool relu) {
   int o = 0;
-  for (; o + GENSAMP_R512 <= out; o += GENSAMP_R512) block512<GENSAMP_R512, NB>(W, b, in, X, Y, width, o, c);
+  for (; o + GENSAMP_R512 <= out; o += GENSAMP_R512) block512<GENSAMP_R512, NB>(W, b, in, X, Y, width, o, c, relu);
   switch (out - o) {
-    case 7: block512<7, NB>(W, b, in, X, Y, width, o, c); break;
-    case 6: block512<6, NB>(W, b, in, X, Y, width, o, c); break;
-    case 5: block512<5, NB>(W, b, in, X, Y, width, o, c); break;
-    case 4: block512<4, NB>(W, b, in, X, Y, width, o, c); break;
-    case 3: block512<3, NB>(W, b, in, X, Y, width, o, c); break;
-    case 2: block512<2, NB>(W, b, in, X, Y, width, o, c); break;
-    case 1: block512<1, NB>(W, b, in, X, Y, width, o, c); break;
+    case 7: block512<7, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 6: block512<6, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 5: block512<5, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 4: block512<4, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 3: block512<3, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 2: block512<2, NB>(W, b, in, X, Y, width, o, c, relu); break;
+    case 1: block512<1, NB>(W, b, in, X, Y, width, o, c, relu); break;
     default: break;
   }
 }
 
 __attribute__((target("avx512f"))) static void layer_avx512(const float* W, const float* b,
                                                             int out, int in, const float* X,
-                                                            float* Y, int width) {
+                                                            float* Y, int width, bool relu) {
   int c = 0;
-  for (; c + 16 * GENSAMP_NB512 <= width; c += 16 * GENSAMP_NB512) rows512<GENSAMP_NB512>(W, b, out, in, X, Y, width, c);
+  for (; c + 16 * GENSAMP_NB512 <= width; c += 16 * GENSAMP_NB512) rows512<GENSAMP_NB512>(W, b, out, in, X, Y, width, c, relu);
   switch ((width - c) / 16) {
-    case 3: rows512<3>(W, b, out, in, X, Y, width, c); break;
-    case 2: rows512<2>(W, b, out, in, X, Y, width, c); break;
-    case 1: rows512<1>(W, b, out, in, X, Y, width, c); break;
+    case 3: rows512<3>(W, b, out, in, X, Y, width, c, relu); break;
+    case 2: rows512<2>(W, b, out, in, X, Y, width, c, relu); break;
+    case 1: rows512<1>(W, b, out, in, X, Y, width, c, relu); break;
     default: break;
   }
 }
@@ -162,7 +175,7 @@ __attribute__((target("avx512f"))) static void layer_avx512(const float* W, cons
 template <int R, int NB>
 __attribute__((target("avx2,fma"))) static inline void block256(const float* W, const float* b,
                                                                 int in, const float* X, float* Y,
-                                                                int width, int o, int c) {
+                                                                int width, int o, int c, bool relu) {
   __m256 acc[R][NB];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) acc[r][v] = _mm256_set1_ps(b[o + r]);
@@ -176,23 +189,29 @@ __attribute__((target("avx2,fma"))) static inline void block256(const float* W, 
       for (int v = 0; v < NB; ++v) acc[r][v] = _mm256_fmadd_ps(wb, xv[v], acc[r][v]);
     }
   }
+  if (relu) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NB; ++v)
+        acc[r][v] = _mm256_and_ps(acc[r][v], _mm256_cmp_ps(acc[r][v], zero, _CMP_GT_OQ));
+  }
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) _mm256_storeu_ps(Y + long(o + r) * width + c + 8 * v, acc[r][v]);
 }
 
 __attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const float* b, int out,
                                                            int in, const float* X, float* Y,
-                                                           int width) {
+                                                           int width, bool relu) {
   // width is a multiple of kLane = 16: two ymm vectors per step of c.
   for (int c = 0; c < width; c += 16) {
     int o = 0;
-    for (; o + 6 <= out; o += 6) block256<6, 2>(W, b, in, X, Y, width, o, c);
+    for (; o + 6 <= out; o += 6) block256<6, 2>(W, b, in, X, Y, width, o, c, relu);
     switch (out - o) {
-      case 5: block256<5, 2>(W, b, in, X, Y, width, o, c); break;
-      case 4: block256<4, 2>(W, b, in, X, Y, width, o, c); break;
-      case 3: block256<3, 2>(W, b, in, X, Y, width, o, c); break;
-      case 2: block256<2, 2>(W, b, in, X, Y, width, o, c); break;
-      case 1: block256<1, 2>(W, b, in, X, Y, width, o, c); break;
+      case 5: block256<5, 2>(W, b, in, X, Y, width, o, c, relu); break;
+      case 4: block256<4, 2>(W, b, in, X, Y, width, o, c, relu); break;
+      case 3: block256<3, 2>(W, b, in, X, Y, width, o, c, relu); break;
+      case 2: block256<2, 2>(W, b, in, X, Y, width, o, c, relu); break;
+      case 1: block256<1, 2>(W, b, in, X, Y, width, o, c, relu); break;
       default: break;
     }
   }
@@ -228,11 +247,11 @@ const Choice& choice() {
 }
 }  // namespace
 
-void layer_forward(const LayerRef& L, const float* X, float* Y, int width) {
+void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool relu) {
   if (width % 16 == 0)
-    choice().fn(L.W, L.b, L.out, L.in, X, Y, width);
+    choice().fn(L.W, L.b, L.out, L.in, X, Y, width, relu);
   else
-    choice().narrow(L, X, Y, width);
+    choice().narrow(L, X, Y, width, relu);
 }
 const char* simd_level() { return choice().name; }
 

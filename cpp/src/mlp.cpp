@@ -232,8 +232,9 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
         ref.WP = wp0_data_.data();
       }
     }
-    layer_forward(ref, cur, dst, width);
-    if (!last) apply_act(spec_.acts[i], dst, long(L[i].out) * width);
+    const bool fuse = !last && spec_.acts[i] == Act::relu;
+    layer_forward(ref, cur, dst, width, fuse);
+    if (!last && !fuse) apply_act(spec_.acts[i], dst, long(L[i].out) * width);
     cur = dst;
   }
 }

@@ -31,7 +31,11 @@ __attribute__((target("avx512f"))) float spin512(long iters, float seed) {
     for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   __m512 s = acc[0];
   for (int i = 1; i < kAcc; ++i) s = _mm512_add_ps(s, acc[i]);
-  return _mm512_reduce_add_ps(s);
+  alignas(64) float t[16];
+  _mm512_store_ps(t, s);
+  float sum = 0;
+  for (float v : t) sum += v;
+  return sum;
 }
 
 __attribute__((target("avx2,fma"))) float spin256(long iters, float seed) {

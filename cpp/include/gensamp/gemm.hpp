@@ -19,7 +19,8 @@ struct LayerRef {
 
 // width % 16 == 0: vectorised across chains (register-blocked rows x chains).
 // width < 16: vectorised across outputs (a tile this narrow would waste most SIMD lanes).
-void layer_forward(const LayerRef& L, const float* X, float* Y, int width);
+// relu: store max(y, 0) instead of y (the ReLU activation fused into the store).
+void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool relu = false);
 
 const char* simd_level();  // "avx512", "avx2" or "scalar"; GENSAMP_SIMD=scalar|avx2 lowers it
 
