@@ -15,10 +15,7 @@ using LayerKernel = void (*)(const float* W, const float* b, int out, int in, co
                              float* Y, int width, bool relu);
 using NarrowKernel = void (*)(const LayerRef& L, const float* X, float* Y, int width, bool relu);
 
-// ReLU applied as the accumulators are stored saves a pass over the activations. Every path
-// evaluates the same predicate as the separate activation pass, x > 0 ? x : +0 (an ordered
-// compare, so NaN and -0 give +0): identical bits whether fused or not.
-static inline float relu1(float v) { return v > 0.f ? v : 0.f; }
+// The vector stores below evaluate relu_of()'s predicate (ordered x > 0, else +0) lane by lane.
 
 static void layer_scalar(const float* W, const float* b, int out, int in, const float* X, float* Y,
                          int width, bool relu) {
@@ -32,7 +29,7 @@ static void layer_scalar(const float* W, const float* b, int out, int in, const 
       for (int c = 0; c < width; ++c) y[c] = std::fma(wk, x[c], y[c]);
     }
     if (relu)
-      for (int c = 0; c < width; ++c) y[c] = relu1(y[c]);
+      for (int c = 0; c < width; ++c) y[c] = relu_of(y[c]);
   }
 }
 
@@ -49,7 +46,8 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
         for (int v = 0; v < 16; ++v) acc[v] = std::fma(wt[v], x, acc[v]);
       }
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu1(acc[v]) : acc[v];
+      for (int v = 0; v < m; ++v)
+        Y[long(o0 + v) * width + c] = relu ? relu_of(acc[v]) : acc[v];
     }
 }
 
@@ -77,7 +75,8 @@ __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, 
       _mm512_store_ps(tmp + 32, a2);
       _mm512_store_ps(tmp + 48, a3);
       const int m = L.out - o0 < 64 ? L.out - o0 : 64;
-      for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = relu ? relu1(tmp[q]) : tmp[q];
+      for (int q = 0; q < m; ++q)
+        Y[long(o0 + q) * width + c] = relu ? relu_of(tmp[q]) : tmp[q];
     }
 }
 
@@ -96,7 +95,8 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
       _mm256_store_ps(tmp, a0);
       _mm256_store_ps(tmp + 8, a1);
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu1(tmp[v]) : tmp[v];
+      for (int v = 0; v < m; ++v)
+        Y[long(o0 + v) * width + c] = relu ? relu_of(tmp[v]) : tmp[v];
     }
 }
 #endif

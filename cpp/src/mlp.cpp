@@ -41,7 +41,7 @@ inline __attribute__((always_inline)) void act_body(Act a, float* y, long count)
     case Act::identity: return;
     case Act::relu:
 #pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
+      for (long i = 0; i < count; ++i) y[i] = relu_of(y[i]);
       return;
     case Act::leaky_relu:
 #pragma omp simd

@@ -78,7 +78,6 @@ double fma_peak_gflops(int threads, double seconds) {
   }
 #endif
   (void)level;
-  if (threads < 1) threads = 1;
   // Calibrate on one thread, then time every thread running the same count together.
   long iters = 1 << 16;
   for (;;) {

@@ -1,5 +1,6 @@
 """Throughput measurement: the benchmark network, the PyTorch loop a user would write instead,
-the machine's sgemm ceiling and its FP32 FMA peak. Used by ``gensamp bench`` and the scripts under bench/."""
+the machine's sgemm ceiling and its FP32 FMA peak. Used by ``gensamp bench`` and the scripts
+under bench/."""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -241,9 +242,27 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     return (x, traj) if record_every else x
 
 
+def _score_model(weights: Any, sampler: str) -> Weights | GaussianMixture:
+    model = _model(weights)
+    if isinstance(model, Weights) and model.role == "vae_decoder":
+        raise TypeError(f"a VAE decoder is sampled with gensamp.vae_sample, not {sampler}")
+    return model
+
+
+def _with_defaults(stored: Mapping[str, Any], given: dict[str, Any], kind: str,
+                   example: str) -> list[Any]:
+    """The given values, with those left as None taken from the model's stored sampler
+    defaults; ValueError naming every one that is neither given nor stored."""
+    missing = [k for k, v in given.items() if v is None and k not in stored]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not given and the model stores no {kind}default "
+                         f"for it; pass e.g. {example}")
+    return [stored[k] if v is None else v for k, v in given.items()]
+
+
 def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
-             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None, record_every: int = 0,
-             sigma: float | None = None, tile: int | None = None) -> Any:
+             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None,
+             record_every: int = 0, sigma: float | None = None, tile: int | None = None) -> Any:
     """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
 
     Parameters
@@ -262,20 +281,14 @@ def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
     Returns samples [n, d] float32, or (samples, trajectory) when record_every > 0.
     Chains that end non-finite raise a :class:`DivergenceWarning` listing them.
     """
-    model = _model(weights)
-    if isinstance(model, Weights) and model.role == "vae_decoder":
-        raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not langevin")
+    model = _score_model(weights, "langevin")
     # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
     stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
-    missing = [k for k, v in (("eps", eps), ("T", T)) if v is None and k not in stored]
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing)} not given and the model stores no plain-Langevin default "
-            "for it; pass e.g. eps=0.01, T=1000"
-        )
-    eps = as_pos_float(stored["eps"] if eps is None else eps, "eps")
+    eps, T = _with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ",
+                            "eps=0.01, T=1000")
+    eps = as_pos_float(eps, "eps")
     _check_step(eps, "eps")
-    T = _at_most(as_int(stored["T"] if T is None else T, "T", 1), "T")
+    T = _at_most(as_int(T, "T", 1), "T")
     needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     if sigma is None:
         if needs_sigma:
@@ -305,21 +318,15 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
     eps = 2e-5 assumes sigma_L = 0.01). Other arguments and the return value as in
     :func:`langevin`; the trajectory has L*T // record_every states.
     """
-    model = _model(weights)
-    if isinstance(model, Weights) and model.role == "vae_decoder":
-        raise TypeError("a VAE decoder is sampled with gensamp.vae_sample, not annealed_langevin")
+    model = _score_model(weights, "annealed_langevin")
     stored = model.sampler if isinstance(model, Weights) else {}
-    missing = [k for k, v in (("sigmas", sigmas), ("eps", eps), ("T", T)) if v is None and k not in stored]
-    if missing:
-        raise ValueError(
-            f"{', '.join(missing)} not given and the model stores no default for it; pass "
-            "e.g. sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100"
-        )
-    sig = _sigmas(stored["sigmas"] if sigmas is None else sigmas)
-    eps = as_pos_float(stored["eps"] if eps is None else eps, "eps")
+    sigmas, eps, T = _with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
+                                    "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100")
+    sig = _sigmas(sigmas)
+    eps = as_pos_float(eps, "eps")
     ratio = sig[0] / sig[-1]
     _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
-    T = _at_most(as_int(stored["T"] if T is None else T, "T", 1), "T")
+    T = _at_most(as_int(T, "T", 1), "T")
     return _run(model, sig, eps, T, True, n, x0, sig[0], seed, threads, record_every, denoise, tile)
 
 
