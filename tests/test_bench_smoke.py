@@ -47,3 +47,26 @@ def test_fma_peak_arguments():
     for bad in ((0, 0.1), (1, 0.0), (1, 61.0), (1, float("nan"))):
         with pytest.raises(ValueError):
             _core.fma_peak_gflops(*bad)
+
+
+def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
+    """The probe behind the README's "the engine does not skip ReLU zeros": its skipping
+    kernels must reproduce the engine kernel's bits, or its timings would compare different work."""
+    import shutil
+
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    root = os.path.join(BENCH, "..")
+    exe = str(tmp_path / "relu_skip")
+    subprocess.run([cxx, "-O2", "-std=c++17", "-fopenmp", "-I", os.path.join(root, "cpp", "include"),
+                    os.path.join(BENCH, "probes", "relu_skip.cpp"),
+                    os.path.join(root, "cpp", "src", "gemm.cpp"),
+                    os.path.join(root, "cpp", "src", "peak.cpp"), "-o", exe],
+                   check=True, capture_output=True, timeout=300)
+    r = subprocess.run([exe, "128", "48", "32", "0.5"], capture_output=True, text=True, timeout=120)
+    if r.returncode == 77:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("(same bits)") == 3 and "DIFFERENT" not in r.stdout
+    assert subprocess.run([exe, "100", "48", "32", "0.5"], capture_output=True).returncode == 2
