@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,8 +53,6 @@ def test_fma_peak_arguments():
 def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
     """The probe behind the README's "the engine does not skip ReLU zeros": its skipping
     kernels must reproduce the engine kernel's bits, or its timings would compare different work."""
-    import shutil
-
     cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler")

@@ -57,10 +57,12 @@ def as_int(v: Any, name: str, lo: int, hi: int | None = None) -> int:
     return v
 
 
-def as_pos_float(v: Any, name: str) -> float:
+def as_pos_float(v: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real > 0 (>= 0 with ``allow_zero``) as a float; TypeError for non-reals
+    (bools included), ValueError naming ``name`` otherwise."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {v!r}")
     f = float(v)
-    if not (np.isfinite(f) and f > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+    if not (np.isfinite(f) and (f > 0 or (allow_zero and f == 0))):
+        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}")
     return f

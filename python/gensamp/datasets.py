@@ -12,7 +12,6 @@ the same [N, d] float64 layout; the training functions call it on whatever they 
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import as_int
+from ._arrays import as_int, as_pos_float
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -48,15 +47,6 @@ def _rng(seed: Any) -> np.random.Generator:
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     return np.random.default_rng(int(seed))
-
-
-def _pos(v: Any, name: str, allow_zero: bool = False) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    f = float(v)
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}")
-    return f
 
 
 # ---- Gaussian mixtures (exact density and score available) ----------------------------------
@@ -97,7 +87,8 @@ def ncsn_mixture_2d(n: int, seed: Any = 0, *, return_mixture: bool = False) -> A
 def eight_gaussians(n: int, seed: Any = 0, *, radius: float = 4.0, std: float = 0.5,
                     return_mixture: bool = False) -> Any:
     """Eight equal-weight isotropic Gaussians (std ``std``) on a circle of radius ``radius``."""
-    return _draw(_eight_mixture(_pos(radius, "radius"), _pos(std, "std")), n, seed, return_mixture)
+    mixture = _eight_mixture(as_pos_float(radius, "radius"), as_pos_float(std, "std"))
+    return _draw(mixture, n, seed, return_mixture)
 
 
 # ---- toys without a Gaussian-mixture density ----------------------------------------------
@@ -107,7 +98,7 @@ def two_moons(n: int, seed: Any = 0, *, noise: float = 0.1) -> np.ndarray:
     """Two interleaving half circles (scikit-learn's ``make_moons`` layout), Gaussian noise
     of std ``noise`` added; the two moons get n // 2 and n - n // 2 points, shuffled."""
     n = as_int(n, "n", 1)
-    noise = _pos(noise, "noise", allow_zero=True)
+    noise = as_pos_float(noise, "noise", allow_zero=True)
     rng = _rng(seed)
     n_out = n // 2
     t = np.pi * rng.random(n)
@@ -123,7 +114,7 @@ def two_moons(n: int, seed: Any = 0, *, noise: float = 0.1) -> np.ndarray:
 def swiss_roll(n: int, seed: Any = 0, *, noise: float = 0.25) -> np.ndarray:
     """2D swiss roll: t ~ U(1.5 pi, 4.5 pi), x = (t cos t, t sin t) + N(0, noise^2 I)."""
     n = as_int(n, "n", 1)
-    noise = _pos(noise, "noise", allow_zero=True)
+    noise = as_pos_float(noise, "noise", allow_zero=True)
     rng = _rng(seed)
     t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
     x = np.stack([t * np.cos(t), t * np.sin(t)], axis=1)
@@ -136,7 +127,7 @@ def checkerboard(n: int, seed: Any = 0, *, cells: int = 4, size: float = 4.0) ->
     interpolate across."""
     n = as_int(n, "n", 1)
     cells = as_int(cells, "cells", 2)
-    size = _pos(size, "size")
+    size = as_pos_float(size, "size")
     rng = _rng(seed)
     black = np.array([(i, j) for i in range(cells) for j in range(cells) if (i + j) % 2 == 0])
     pick = black[rng.integers(0, len(black), n)]
@@ -149,7 +140,7 @@ def concentric_rings(n: int, seed: Any = 0, *, radii: Any = (1.0, 2.0, 3.0),
     """Points on concentric circles, each ring's share proportional to its radius (uniform
     density along the curves), radial Gaussian noise of std ``noise``."""
     n = as_int(n, "n", 1)
-    noise = _pos(noise, "noise", allow_zero=True)
+    noise = as_pos_float(noise, "noise", allow_zero=True)
     r = np.asarray(radii, dtype=np.float64).reshape(-1)
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r <= 0):
         raise ValueError(f"radii must be a non-empty list of finite values > 0, got {radii!r}")

@@ -741,10 +741,7 @@ def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
     epochs, batch_size, lr, patience, seeds, dev, activation = _common(
         epochs, batch_size, lr, patience, seed, device, activation, threads)
     n_projections = _int(n_projections, "n_projections", 1)
-    if isinstance(confine, (bool, np.bool_)) or not isinstance(confine, numbers.Real) \
-            or not (math.isfinite(float(confine)) and float(confine) >= 0):
-        raise ValueError(f"confine must be a finite number >= 0, got {confine!r}")
-    confine = float(confine)
+    confine = as_pos_float(confine, "confine", allow_zero=True)
     if method == "denoising":
         sigma = 0.1 if sigma is None else as_pos_float(sigma, "sigma")
     elif sigma is not None:
