@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "python"))  # run from a checkout wi
 import gensamp  # noqa: E402
 from gensamp import datasets as D  # noqa: E402
 from gensamp import metrics as M  # noqa: E402
-from gensamp.train import train_ncsn, train_score, train_vae  # noqa: E402
+from gensamp.learn import train_ncsn, train_score, train_vae  # noqa: E402
 
 N_TRAIN, N_SAMPLES, N_REF = 5000, 10_000, 100_000
 N_DRAWS = 30  # independent draws of N_SAMPLES per model (--draws): one draw's W1 is noisy

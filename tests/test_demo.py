@@ -50,13 +50,19 @@ def test_report_holds_the_metrics(quick_demo):
     assert res["ncsn_ald"]["chain_steps_per_s"] > 0
     checked = {t["metric"]: t for t in rep["targets"]}
     assert set(checked) == set(demo.QUICK_BOUNDS)
-    for t in checked.values():
-        assert t["ok"] == (t["value"] <= t["bound"])
-        assert t["ok"], t  # every quick-mode bound is met
+    for path, bound in demo.QUICK_BOUNDS.items():
+        key, metric = path.split(".")
+        # the target table reports the measured result against the documented bound...
+        assert checked[path]["value"] == pytest.approx(res[key][metric], rel=1e-12), path
+        assert checked[path]["bound"] == bound, path
+        # ...and every quick-mode result meets it (judged here, not by the demo's own flag)
+        assert res[key][metric] <= bound, (path, res[key][metric])
     # The exact-score comparison is the deck's point: annealed Langevin recovers the 0.2/0.8
     # weights, plain Langevin keeps the uniform start's 50/50 split.
-    assert checked["exact2d_ald.weight_error"]["ok"]
+    assert abs(res["exact2d_ald"]["mode_weights"][0] - 0.2) < 0.03
     assert res["exact2d_langevin"]["weight_error"] > 0.1
+    md = (quick_demo / "report.md").read_text()
+    assert "MISSED" not in md
     assert "Machine" in (quick_demo / "report.md").read_text()
 
 

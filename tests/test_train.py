@@ -1,4 +1,4 @@
-"""gensamp.models / gensamp.train: objectives, torch-vs-engine agreement, and small seeded
+"""gensamp.learn (models, objectives, fit loop, training calls) and gensamp.schedules: objectives, torch-vs-engine agreement, and small seeded
 training runs that must learn the right thing (fast settings; loose bounds that still fail when
 a method is wrong)."""
 
@@ -13,23 +13,19 @@ import torch
 from gensamp import GaussianMixture
 from gensamp import datasets as D
 from gensamp import metrics as M
-from gensamp.models import NCSN, VAE, ScoreNet
-from gensamp.train import (
-    _prop3_variance,
+from gensamp.learn.models import NCSN, VAE, ScoreNet
+from gensamp.learn.objectives import (
     confinement_penalty,
     dsm_loss,
     elbo,
     empirical_target,
     implicit_sm_loss,
     iwae_bound,
-    langevin_defaults,
-    ncsn_defaults,
     ncsn_loss,
     sliced_sm_loss,
-    train_ncsn,
-    train_score,
-    train_vae,
 )
+from gensamp.learn.train import langevin_defaults, train_ncsn, train_score, train_vae
+from gensamp.schedules import _prop3_variance, ncsn_defaults
 
 FAST = {"threads": 1, "progress": False}
 
@@ -495,7 +491,7 @@ def test_training_api_is_top_level_and_lazy():
             "f = gensamp.train_ncsn; assert 'torch' in sys.modules; print(f.__module__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "gensamp.train"
+    assert r.stdout.strip() == "gensamp.learn.train"
     assert gensamp.train_vae is train_vae and gensamp.train_score is train_score
     with pytest.raises(AttributeError, match="no attribute"):
         gensamp.not_a_function  # noqa: B018

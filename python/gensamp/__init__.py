@@ -1,43 +1,67 @@
 """gensamp: learn a generative model from samples, then draw millions of samples fast.
 
-Training (VAE, score matching, NCSN) runs in PyTorch; exported weights are sampled by a C++
-engine (OpenMP over tiles of chains). :mod:`gensamp.reference` re-implements the samplers in
-numpy to check the engine.
+Training (VAE, score matching, NCSN) runs in PyTorch (:mod:`gensamp.learn`, the only part
+that imports torch); exported weights are sampled by a C++ engine (OpenMP over tiles of
+chains). :mod:`gensamp.reference` re-implements the samplers in numpy to check the engine.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import reference
 from ._core import simd_level
-from .export import export
 from .mixture import GaussianMixture
 from .samplers import DivergenceWarning, annealed_langevin, langevin, vae_sample
 from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 
+if TYPE_CHECKING:
+    from . import datasets, learn, metrics
+    from .learn import FitConfig, export, train_ncsn, train_score, train_vae
+
 __version__ = "0.1.0"
 
-# Training needs torch, which takes seconds to import: load it on first use, so that sampling
-# from saved weights never pays for it.
-_LAZY = {"train_vae": "train", "train_score": "train", "train_ncsn": "train",
-         "datasets": None, "metrics": None, "models": None, "train": None}
+# torch takes seconds to import: the names that need it load on first use, so sampling from
+# saved weights never pays for it (and works where torch is not installed).
+_LAZY = {
+    "FitConfig": "gensamp.learn",
+    "export": "gensamp.learn",
+    "train_ncsn": "gensamp.learn",
+    "train_score": "gensamp.learn",
+    "train_vae": "gensamp.learn",
+}
+_LAZY_MODULES = {
+    "datasets": "gensamp.datasets",
+    "metrics": "gensamp.metrics",
+    "learn": "gensamp.learn",
+    "models": "gensamp.learn.models",
+    "train": "gensamp.learn.train",
+}
 
 
-def __getattr__(name: str):  # PEP 562
-    if name not in _LAZY:
-        raise AttributeError(f"module 'gensamp' has no attribute {name!r}")
-    import importlib
+def __getattr__(name: str) -> Any:  # PEP 562
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gensamp' has no attribute {name!r}")
 
-    module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
-    return module if _LAZY[name] is None else getattr(module, name)
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DivergenceWarning",
+    "FitConfig",
     "GaussianMixture",
     "Weights",
     "annealed_langevin",
+    "datasets",
     "export",
     "langevin",
+    "learn",
     "load",
+    "metrics",
     "reference",
     "simd_level",
     "train_ncsn",

@@ -13,28 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .export import export as _export
+from . import __version__, _core
+from .learn import export as _export
+from .learn import peer
+from .learn.peer import network as network
 from .samplers import annealed_langevin
 from .weights import Weights
 
 L_LEVELS = 10
 SIGMAS = np.geomspace(10.0, 0.1, L_LEVELS)
-
-
-def network(d: int, hidden: int, seed: int = 0) -> Any:
-    """The benchmark net: 3 Linear layers with ReLU, log-sigma appended to the input."""
-    import torch
-
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(d + 1, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, d),
-    )
-    with torch.no_grad():  # a small output layer keeps chains bounded over many steps
-        net[-1].weight.mul_(0.1)
-    return net
 
 
 def export(net: Any) -> Weights:
@@ -48,17 +35,7 @@ def flops_per_step(d: int, hidden: int) -> float:
 
 def torch_peer(net: Any, n: int, d: int, T: int, eps: float = 1e-3) -> None:
     """What a user writes instead: batched annealed Langevin in PyTorch, default threads."""
-    import torch
-
-    with torch.no_grad():
-        x = torch.randn(n, d)
-        sL2 = float(SIGMAS[-1]) ** 2
-        for s in SIGMAS:
-            s = float(s)
-            a = eps * s * s / sL2
-            cond = torch.full((n, 1), float(np.log(s)))
-            for _ in range(T):
-                x = x + a / 2 * net(torch.cat([x, cond], 1)) / s + np.sqrt(a) * torch.randn_like(x)
+    peer.annealed_loop(net, n, d, T, SIGMAS, eps)
 
 
 def engine(w: Weights, n: int, T: int, threads: int, eps: float = 1e-3) -> None:
@@ -97,14 +74,12 @@ def steps_for(n: int, flops: float, budget: float) -> int:
 
 def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int) -> dict[str, Any]:
     """One row: the engine and the PyTorch peer on the same network and schedule."""
-    import torch
-
-    net = network(d, hidden)
+    net = peer.network(d, hidden)
     w = export(net)
     fl = flops_per_step(d, hidden)
     T = steps_for(n, fl, budget)
     steps = n * L_LEVELS * T
-    torch.set_num_threads(threads)
+    peer.annealed_loop(net, 1, d, 1, SIGMAS[:1], threads=threads)  # sets torch's threads
     t_cpp = timed(lambda: engine(w, n, T, threads), reps)
     t_peer = timed(lambda: torch_peer(net, n, d, T), reps if n < 100_000 else 1)
     return dict(d=d, hidden=hidden, n=n, threads=threads, T=T, levels=L_LEVELS,
@@ -114,17 +89,12 @@ def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int)
 
 
 def machine() -> dict[str, Any]:
-    import torch
-
-    from . import __version__
-
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        **peer.versions(),
         "numpy": np.__version__,
         "gensamp": __version__,
         "simd": _core.simd_level(),

@@ -14,6 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from . import datasets, plots, samplers
+from ._validate import as_array
+from .weights import load
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2 (argparse's own convention)
@@ -43,16 +47,14 @@ def _positive_int(text: str) -> int:
 
 
 def _load_data(spec: str, n: int, seed: int) -> np.ndarray:
-    from . import datasets
-
     if os.path.exists(spec) or spec.endswith((".npy", ".csv")):
         return datasets.as_array(spec)
     return datasets.make(spec, n, seed)
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from . import train
-    from .export import export
+    # torch loads only for the commands that train: sampling and plotting start fast
+    from . import learn
 
     data = _load_data(a.data, a.n, a.seed)
     common: dict[str, Any] = dict(seed=a.seed, progress=None if not a.quiet else False)
@@ -61,22 +63,20 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.hidden is not None:
         common["hidden"] = a.hidden
     if a.model == "vae":
-        model = train.train_vae(data, latent_dim=a.latent_dim, **common)
+        model: learn.VAE | learn.ScoreNet | learn.NCSN = learn.train_vae(data, latent_dim=a.latent_dim, **common)
     elif a.model == "sm":
-        model = train.train_score(data, a.method, **common)
+        model = learn.train_score(data, a.method, **common)
     else:
-        model = train.train_ncsn(data, **common)
-    w = export(model)
+        model = learn.train_ncsn(data, **common)
+    w = learn.export(model)
     w.save(a.out)
     h = model.history
+    assert h is not None  # every training call attaches it
     print(f"trained {a.model} on {len(data)} points x d={data.shape[1]}: {h.epochs} epochs in "
           f"{h.seconds:.1f} s; saved {a.out}")
 
 
 def cmd_sample(a: argparse.Namespace) -> None:
-    from . import samplers
-    from .weights import load
-
     w = load(a.model)
     kind = a.sampler
     if kind == "auto":
@@ -98,9 +98,6 @@ def cmd_sample(a: argparse.Namespace) -> None:
 
 
 def cmd_plot(a: argparse.Namespace) -> None:
-    from . import plots
-    from .datasets import as_array
-
     x = as_array(a.samples, "SAMPLES", min_rows=1)
     data = _load_data(a.data, len(x), 0) if a.data else None
     plots.samples(a.out, x, data=data, title=a.title or os.path.basename(a.samples))
@@ -108,7 +105,7 @@ def cmd_plot(a: argparse.Namespace) -> None:
 
 
 def cmd_bench(a: argparse.Namespace) -> None:
-    from . import benchmark as B
+    from . import benchmark as B  # torch: the PyTorch loop is what the engine is compared with
 
     threads = os.cpu_count() or 1
     shapes = [(1, 128)] if a.quick else [(1, 128), (64, 256)]
@@ -123,7 +120,7 @@ def cmd_bench(a: argparse.Namespace) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
-    from . import demo
+    from . import demo  # trains models: torch
 
     rep = demo.run(a.out, quick=a.quick, seed=a.seed, quiet=a.quiet)
     missed = [t["metric"] for t in rep["targets"] if not t["ok"]]

@@ -13,13 +13,12 @@ the same [N, d] float64 layout; the training functions call it on whatever they 
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._arrays import as_int, as_pos_float
+from ._validate import as_array, as_int, as_pos_float
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -189,71 +188,3 @@ def true_mixture(name: str) -> GaussianMixture:
             f"{name!r} has no Gaussian-mixture density; those that do: {', '.join(_MIXTURES)}"
         )
     return _MIXTURES[name]()
-
-
-# ---- user data ------------------------------------------------------------------------------
-
-
-def _read_path(path: str | os.PathLike) -> np.ndarray:
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ValueError(f"data file {p!r} does not exist")
-    ext = os.path.splitext(p)[1].lower()
-    if ext == ".npy":
-        try:
-            return np.load(p, allow_pickle=False)  # never unpickle user files
-        except ValueError as exc:
-            raise ValueError(f"{p}: cannot read as a numeric .npy array: {exc}") from None
-    if ext in (".csv", ".txt"):
-        for skip in (0, 1):  # a single header row is common; anything else is an error
-            try:
-                arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
-            except ValueError as exc:
-                err = exc
-                continue
-            return arr
-        raise ValueError(f"{p}: not a numeric comma-separated file: {err}") from None
-    raise ValueError(f"data file {p!r}: unsupported extension {ext!r} (use .npy or .csv)")
-
-
-def as_array(data: Any, name: str = "data", min_rows: int = 2) -> np.ndarray:
-    """Convert user data to a float64 array [N, d].
-
-    Accepts a numpy array, a torch tensor, a nested list, or a path (str / os.PathLike) to a
-    ``.npy`` or ``.csv`` file (one row per point; a single header row is skipped). A 1-D
-    array is read as N points in d = 1. Raises TypeError for non-numeric input and ValueError
-    for a wrong shape, too few rows, or NaN/Inf values.
-    """
-    if isinstance(data, (str, os.PathLike)):
-        arr = _read_path(data)
-    else:
-        try:
-            import torch
-
-            if isinstance(data, torch.Tensor):
-                data = data.detach().cpu().double().numpy()
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
-        if isinstance(data, (bytes, dict, set)) or data is None:
-            raise TypeError(f"{name} must be an array [N, d] or a .npy/.csv path, got {type(data).__name__}")
-        try:
-            arr = np.asarray(data)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} cannot be converted to an array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape [N, d] (or [N] for d = 1), got {arr.shape}")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has zero columns")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.sum(~np.all(np.isfinite(arr), axis=1)))
-        raise ValueError(f"{name} contains NaN or Inf in {bad} row(s)")
-    return arr

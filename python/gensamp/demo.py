@@ -12,26 +12,17 @@ import json
 import os
 import platform
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import datasets, metrics, plots
+from ._resources import resolve_threads
 from .benchmark import machine
-from .export import export
-from .samplers import annealed_langevin, langevin, resolve_threads, vae_sample
-from .train import train_ncsn, train_score, train_vae
-
-# Training settings per mode. Full: the training functions' defaults on the issue's evidence
-# protocol (n = 5,000 training points, 10,000 samples). Quick: the same pipeline, smaller, for
-# tests (bounds in QUICK_BOUNDS). torch trains on one thread: for these small MLPs intra-op
-# threading only adds synchronisation.
-FULL = dict(n_train=5_000, n_samples=10_000, n_truth=100_000,
-            ncsn=dict(), vae=dict(), sm=dict(), ncsn2d=dict(), sm2d=dict())
-QUICK = dict(n_train=2_000, n_samples=4_000, n_truth=20_000,
-             ncsn=dict(epochs=100), vae=dict(epochs=150), sm=dict(epochs=60),
-             ncsn2d=dict(epochs=60), sm2d=dict(epochs=30))
-TRAIN_THREADS = 1
+from .learn import export, train_ncsn, train_score, train_vae
+from .samplers import annealed_langevin, langevin, vae_sample
 
 # (metric key path, bound, direction). Full: the training issue's targets. Quick: looser
 # bounds for the small run (documented in the report), still failing on a broken model.
@@ -49,7 +40,34 @@ QUICK_BOUNDS = {
     "ncsn2d_ald.weight_error": 0.05,
     "exact2d_ald.weight_error": 0.03,
 }
-SCHED_2D = dict(sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=400)
+SCHED_2D_SIGMAS = np.geomspace(10, 0.1, 10)
+SCHED_2D_EPS = 0.2 * 0.1**2
+SCHED_2D_T = 400
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One mode's sizes. Full: the training functions' defaults on the issue's evidence
+    protocol (n = 5,000 training points, 10,000 samples). Quick: the same pipeline, smaller,
+    for tests (bounds in QUICK_BOUNDS). ``epochs`` per model; absent = the call's default."""
+
+    n_train: int
+    n_samples: int
+    n_truth: int
+    epochs: Mapping[str, int]
+    bounds: Mapping[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n_train": self.n_train, "n_samples": self.n_samples, "n_truth": self.n_truth,
+                "epochs": dict(self.epochs)}
+
+
+FULL = Settings(5_000, 10_000, 100_000, {}, FULL_BOUNDS)
+QUICK = Settings(2_000, 4_000, 20_000,
+                 {"ncsn": 100, "vae": 150, "sm": 60, "ncsn2d": 60, "sm2d": 30}, QUICK_BOUNDS)
+# torch trains on one thread: for these small MLPs intra-op threading only adds
+# synchronisation.
+TRAIN_THREADS = 1
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -69,141 +87,193 @@ def _sample_metrics(x: np.ndarray, truth: np.ndarray, mix: Any) -> dict[str, Any
     return out
 
 
-def _timed(fn: Any) -> tuple[Any, float]:
+T_ = TypeVar("T_")
+
+
+def _timed(fn: Callable[[], T_]) -> tuple[T_, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+@dataclass
+class _Run:
+    """What the demo's steps share: where to write, the settings, and what they produce."""
+
+    out: str
+    cfg: Settings
+    seed: int
+    quiet: bool
+    progress: bool | None
+    res: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.cfg.n_samples
+
+    def log(self, msg: str) -> None:
+        _log(msg, self.quiet)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.out, name)
+
+    def train(self, key: str, fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+        """``fn(*args)`` with the run's seed and thread settings and this mode's epochs."""
+        extra = {"epochs": self.cfg.epochs[key]} if key in self.cfg.epochs else {}
+        return _timed(lambda: fn(*args, seed=self.seed, progress=self.progress,
+                                 threads=TRAIN_THREADS, **extra))
+
+
+def _seed_mixture_models(r: _Run) -> None:
+    """Steps 1-3: the three learned models on the seed 1D mixture, sampled by the engine."""
+    x_train, mix = datasets.seed_mixture_1d(r.cfg.n_train, r.seed, return_mixture=True)
+    truth = mix.sample(r.cfg.n_truth, seed=r.seed + 10_000)
+    r.models.update(x_train=x_train, mix=mix)
+    r.files.append(plots.hist_1d(r.path("data.png"), x_train, mixture=mix,
+                                 title=f"seed mixture: {len(x_train)} training points"))
+    # What a perfect model of these training points would score: n points resampled from
+    # them. It keeps the training set's own left share (binomial noise around 0.25), which no
+    # model can know to correct, so it bounds what W1 the learned models can reach.
+    boot = x_train[np.random.default_rng(r.seed + 40_000).integers(0, len(x_train), r.n)]
+    r.res["floor_resampled_data"] = _sample_metrics(boot, truth, mix)
+
+    r.log("[1/6] NCSN on the 1D mixture: training (PyTorch), then annealed Langevin (C++)")
+    ncsn, t_tr = r.train("ncsn", train_ncsn, x_train)
+    w_ncsn = export(ncsn)
+    x_ald, t_s = _timed(lambda: annealed_langevin(w_ncsn, n=r.n, seed=r.seed))
+    steps = r.n * len(w_ncsn.sampler["sigmas"]) * w_ncsn.sampler["T"]
+    r.res["ncsn_ald"] = dict(_sample_metrics(x_ald, truth, mix), train_seconds=t_tr,
+                             sample_seconds=t_s, chain_steps_per_s=steps / t_s,
+                             sampler=w_ncsn.sampler, epochs=ncsn.history.epochs)
+
+    r.log("[2/6] VAE with a learned-variance decoder: training, then ancestral sampling (C++)")
+    vae, t_tr = r.train("vae", train_vae, x_train)
+    w_vae = export(vae)
+    x_vae, t_s = _timed(lambda: vae_sample(w_vae, r.n, seed=r.seed))
+    r.res["vae"] = dict(_sample_metrics(x_vae, truth, mix), train_seconds=t_tr,
+                        sample_seconds=t_s, epochs=vae.history.epochs)
+
+    r.log("[3/6] score matching (exact Jacobian trace): training, then plain Langevin (C++)")
+    sm, t_tr = r.train("sm", train_score, x_train, "exact")
+    w_sm = export(sm)
+    x_sm, t_s = _timed(lambda: langevin(w_sm, n=r.n, seed=r.seed))  # its stored eps and T
+    r.res["sm_langevin"] = dict(
+        _sample_metrics(x_sm, truth, mix), train_seconds=t_tr, sample_seconds=t_s,
+        chain_steps_per_s=r.n * w_sm.sampler["T"] / t_s, sampler=w_sm.sampler,
+        score_rel_error=metrics.score_error(w_sm, mix, x_train, relative=True),
+        epochs=sm.history.epochs)
+    r.models.update(ncsn=ncsn, w_ncsn=w_ncsn, vae=vae, sm=sm, w_sm=w_sm)
+
+    for key, x, name, fname in (
+        ("ncsn_ald", x_ald, "NCSN + annealed Langevin", "ald_samples.png"),
+        ("vae", x_vae, "VAE (decoder noise sampled)", "vae_samples.png"),
+        ("sm_langevin", x_sm, "score matching + Langevin", "sm_samples.png"),
+    ):
+        res = r.res[key]
+        r.files.append(plots.hist_1d(
+            r.path(fname), x, mixture=mix,
+            title=f"{name}\nW1={res['w1']:.3f}, mode weights "
+                  f"{plots._weights_text(res['mode_weights'])} (true [0.25, 0.75])"))
+
+
+def _exact_scores_2d(r: _Run) -> None:
+    """Step 4: Song & Ermon's Fig. 3 with exact scores: i.i.d. vs Langevin vs annealed."""
+    r.log("[4/6] exact scores on the 2D mixture: i.i.d. vs Langevin vs annealed Langevin")
+    x2, mix2 = datasets.ncsn_mixture_2d(r.cfg.n_train, r.seed, return_mixture=True)
+    truth2 = mix2.sample(r.n, seed=r.seed + 20_000)
+    x0 = np.random.default_rng(r.seed).uniform(-8, 8, size=(r.n, 2))
+    lang2 = langevin(mix2, 0.1, 4000, x0=x0, seed=r.seed)
+    ald2, t_s = _timed(lambda: annealed_langevin(mix2, SCHED_2D_SIGMAS, SCHED_2D_EPS, SCHED_2D_T,
+                                                 x0=x0, seed=r.seed))
+    r.res["exact2d_iid"] = _sample_metrics(truth2, truth2, mix2)
+    r.res["exact2d_langevin"] = _sample_metrics(lang2, truth2, mix2)
+    r.res["exact2d_ald"] = dict(_sample_metrics(ald2, truth2, mix2), sample_seconds=t_s,
+                                chain_steps_per_s=r.n * len(SCHED_2D_SIGMAS) * SCHED_2D_T / t_s)
+    r.models.update(x2=x2, mix2=mix2, truth2=truth2)
+
+    def label(title: str, key: str) -> str:
+        return f"{title}\nweights {plots._weights_text(r.res[key]['mode_weights'])}"
+
+    r.files.append(plots.scatter_panels(r.path("true_scores.png"), [
+        (label("i.i.d. samples", "exact2d_iid"), truth2),
+        (label("Langevin (exact scores)", "exact2d_langevin"), lang2),
+        (label("annealed Langevin (exact scores)", "exact2d_ald"), ald2),
+    ], mixture=mix2, lim=9.5))
+
+
+def _learned_2d(r: _Run) -> None:
+    """Step 5: the NCSN and score matching on the 2D mixture, learned scores."""
+    r.log("[5/6] NCSN and score matching on the 2D mixture (learned scores)")
+    x2, mix2, truth2 = r.models["x2"], r.models["mix2"], r.models["truth2"]
+    ncsn2, t_tr = r.train("ncsn2d", train_ncsn, x2)
+    w_ncsn2 = export(ncsn2)
+    x_n2 = annealed_langevin(w_ncsn2, n=r.n, seed=r.seed)
+    r.res["ncsn2d_ald"] = dict(_sample_metrics(x_n2, truth2, mix2), train_seconds=t_tr)
+    sm2, t_tr = r.train("sm2d", train_score, x2, "exact")
+    x_s2 = langevin(export(sm2), n=r.n, seed=r.seed)
+    r.res["sm2d_langevin"] = dict(_sample_metrics(x_s2, truth2, mix2), train_seconds=t_tr)
+    r.models.update(ncsn2=ncsn2, w_ncsn2=w_ncsn2)
+
+
+def _score_figures(r: _Run) -> None:
+    """Step 6a: learned vs true score fields, and the training curves."""
+    m = r.models
+    mix, mix2, w_ncsn, w_sm, w_ncsn2 = m["mix"], m["mix2"], m["w_ncsn"], m["w_sm"], m["w_ncsn2"]
+    g = np.linspace(-14, 12, 400)[:, None]
+    s_min = w_ncsn.sampler["sigmas"][-1] * float(w_ncsn.scale[0])  # data units
+    learned = {"score matching": w_sm.score(g)[:, 0],
+               f"NCSN at sigma_L={s_min:.2g}": w_ncsn.score(g, w_ncsn.sampler["sigmas"][-1])[:, 0]}
+    line = dict(x=g[:, 0], true=mix.score(g)[:, 0], title="1D seed mixture: score",
+                learned=learned)
+    gx = np.linspace(-9, 9, 19)
+    grid = np.stack(np.meshgrid(gx, gx), -1).reshape(-1, 2)
+    sig_q = 1.0  # model units: a level where the field is smooth enough to read
+    sig_data = sig_q * float(w_ncsn2.scale[0])
+    quiver = dict(x=gx, y=gx, true=mix2.score(grid, sig_data).reshape(19, 19, 2),
+                  learned=w_ncsn2.score(grid, sig_q).reshape(19, 19, 2),
+                  title=f"2D mixture: NCSN score vs true at sigma={sig_data:.2g}")
+    r.files.append(plots.score_field(r.path("score_field.png"), line, quiver))
+    r.files.append(plots.training_curves(r.path("training.png"), {
+        "NCSN (1D)": m["ncsn"].history, "VAE (1D)": m["vae"].history,
+        "score matching (1D)": m["sm"].history, "NCSN (2D)": m["ncsn2"].history}))
+
+
+def _judge(r: _Run) -> list[dict[str, Any]]:
+    checks = []
+    for path, bound in r.cfg.bounds.items():
+        key, metric = path.split(".")
+        val = float(r.res[key][metric])
+        checks.append(dict(metric=path, value=val, bound=bound, ok=val <= bound))
+    return checks
 
 
 def run(out: str = "gensamp-demo", *, quick: bool = False, seed: int = 0,
         quiet: bool = False, progress: bool | None = None) -> dict[str, Any]:
     """Run the demo; write figures, report.md and report.json to ``out``; return the report."""
     cfg = QUICK if quick else FULL
-    bounds = QUICK_BOUNDS if quick else FULL_BOUNDS
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
-    threads = resolve_threads(None)
-    n = cfg["n_samples"]
-    report: dict[str, Any] = {"mode": "quick" if quick else "full", "seed": seed,
-                              "threads": threads, "settings": {k: v for k, v in cfg.items()}}
-    res: dict[str, dict[str, Any]] = {}
-    files: list[str] = []
-
-    # ---- data --------------------------------------------------------------------------
-    x_train, mix = datasets.seed_mixture_1d(cfg["n_train"], seed, return_mixture=True)
-    truth = mix.sample(cfg["n_truth"], seed=seed + 10_000)
-    files.append(plots.hist_1d(os.path.join(out, "data.png"), x_train, mixture=mix,
-                               title=f"seed mixture: {len(x_train)} training points"))
-    # What a perfect model of these training points would score: n points resampled from
-    # them. It keeps the training set's own left share (binomial noise around 0.25), which no
-    # model can know to correct, so it bounds what W1 the learned models can reach.
-    boot = x_train[np.random.default_rng(seed + 40_000).integers(0, len(x_train), n)]
-    res["floor_resampled_data"] = _sample_metrics(boot, truth, mix)
-
-    # ---- NCSN + annealed Langevin --------------------------------------------------------
-    _log("[1/6] NCSN on the 1D mixture: training (PyTorch), then annealed Langevin (C++)", quiet)
-    ncsn, t_tr = _timed(lambda: train_ncsn(x_train, seed=seed, progress=progress,
-                                               threads=TRAIN_THREADS, **cfg["ncsn"]))
-    w_ncsn = export(ncsn)
-    x_ald, t_s = _timed(lambda: annealed_langevin(w_ncsn, n=n, seed=seed))
-    steps = n * len(w_ncsn.sampler["sigmas"]) * w_ncsn.sampler["T"]
-    res["ncsn_ald"] = dict(_sample_metrics(x_ald, truth, mix), train_seconds=t_tr,
-                           sample_seconds=t_s, chain_steps_per_s=steps / t_s,
-                           sampler=w_ncsn.sampler, epochs=ncsn.history.epochs)
-
-    # ---- VAE -----------------------------------------------------------------------------
-    _log("[2/6] VAE with a learned-variance decoder: training, then ancestral sampling (C++)", quiet)
-    vae, t_tr = _timed(lambda: train_vae(x_train, seed=seed, progress=progress,
-                                             threads=TRAIN_THREADS, **cfg["vae"]))
-    w_vae = export(vae)
-    x_vae, t_s = _timed(lambda: vae_sample(w_vae, n, seed=seed))
-    res["vae"] = dict(_sample_metrics(x_vae, truth, mix), train_seconds=t_tr, sample_seconds=t_s,
-                      epochs=vae.history.epochs)
-
-    # ---- exact score matching + plain Langevin ------------------------------------------
-    _log("[3/6] score matching (exact Jacobian trace): training, then plain Langevin (C++)", quiet)
-    sm, t_tr = _timed(lambda: train_score(x_train, "exact", seed=seed, progress=progress,
-                                              threads=TRAIN_THREADS, **cfg["sm"]))
-    w_sm = export(sm)
-    x_sm, t_s = _timed(lambda: langevin(w_sm, n=n, seed=seed))  # its stored eps and T
-    res["sm_langevin"] = dict(
-        _sample_metrics(x_sm, truth, mix), train_seconds=t_tr, sample_seconds=t_s,
-        chain_steps_per_s=n * w_sm.sampler["T"] / t_s, sampler=w_sm.sampler,
-        score_rel_error=metrics.score_error(w_sm, mix, x_train, relative=True),
-        epochs=sm.history.epochs)
-
-    for key, x, name in (("ncsn_ald", x_ald, "NCSN + annealed Langevin"),
-                         ("vae", x_vae, "VAE (decoder noise sampled)"),
-                         ("sm_langevin", x_sm, "score matching + Langevin")):
-        r = res[key]
-        fname = {"ncsn_ald": "ald_samples.png", "vae": "vae_samples.png", "sm_langevin": "sm_samples.png"}[key]
-        files.append(plots.hist_1d(
-            os.path.join(out, fname), x, mixture=mix,
-            title=f"{name}\nW1={r['w1']:.3f}, mode weights {plots._weights_text(r['mode_weights'])} "
-                  f"(true [0.25, 0.75])"))
-
-    # ---- exact scores in 2D: Song & Ermon Fig. 3 ---------------------------------------
-    _log("[4/6] exact scores on the 2D mixture: i.i.d. vs Langevin vs annealed Langevin", quiet)
-    x2, mix2 = datasets.ncsn_mixture_2d(cfg["n_train"], seed, return_mixture=True)
-    truth2 = mix2.sample(n, seed=seed + 20_000)
-    x0 = np.random.default_rng(seed).uniform(-8, 8, size=(n, 2))
-    lang2 = langevin(mix2, 0.1, 4000, x0=x0, seed=seed)
-    ald2, t_s = _timed(lambda: annealed_langevin(mix2, x0=x0, seed=seed, **SCHED_2D))
-    res["exact2d_iid"] = _sample_metrics(truth2, truth2, mix2)
-    res["exact2d_langevin"] = _sample_metrics(lang2, truth2, mix2)
-    res["exact2d_ald"] = dict(_sample_metrics(ald2, truth2, mix2), sample_seconds=t_s,
-                              chain_steps_per_s=n * 10 * SCHED_2D["T"] / t_s)
-    files.append(plots.scatter_panels(os.path.join(out, "true_scores.png"), [
-        (f"i.i.d. samples\nweights {plots._weights_text(res['exact2d_iid']['mode_weights'])}", truth2),
-        (f"Langevin (exact scores)\nweights {plots._weights_text(res['exact2d_langevin']['mode_weights'])}", lang2),
-        (f"annealed Langevin (exact scores)\nweights {plots._weights_text(res['exact2d_ald']['mode_weights'])}", ald2),
-    ], mixture=mix2, lim=9.5))
-
-    # ---- learned models in 2D ----------------------------------------------------------
-    _log("[5/6] NCSN and score matching on the 2D mixture (learned scores)", quiet)
-    ncsn2, t_tr = _timed(lambda: train_ncsn(x2, seed=seed, progress=progress,
-                                             threads=TRAIN_THREADS, **cfg["ncsn2d"]))
-    w_ncsn2 = export(ncsn2)
-    x_n2 = annealed_langevin(w_ncsn2, n=n, seed=seed)
-    res["ncsn2d_ald"] = dict(_sample_metrics(x_n2, truth2, mix2), train_seconds=t_tr)
-    sm2, t_tr = _timed(lambda: train_score(x2, "exact", seed=seed, progress=progress,
-                                             threads=TRAIN_THREADS, **cfg["sm2d"]))
-    w_sm2 = export(sm2)
-    x_s2 = langevin(w_sm2, n=n, seed=seed)
-    res["sm2d_langevin"] = dict(_sample_metrics(x_s2, truth2, mix2), train_seconds=t_tr)
-
-    # ---- score fields and training curves ----------------------------------------------
-    _log("[6/6] figures and report", quiet)
-    g = np.linspace(-14, 12, 400)[:, None]
-    s_min = w_ncsn.sampler["sigmas"][-1] * float(w_ncsn.scale[0])  # data units
-    line = dict(x=g[:, 0], true=mix.score(g)[:, 0], title="1D seed mixture: score",
-                learned={"score matching": w_sm.score(g)[:, 0],
-                         f"NCSN at sigma_L={s_min:.2g}": w_ncsn.score(g, w_ncsn.sampler["sigmas"][-1])[:, 0]})
-    gx = np.linspace(-9, 9, 19)
-    grid = np.stack(np.meshgrid(gx, gx), -1).reshape(-1, 2)
-    sig_q = 1.0  # model units: a level where the field is smooth enough to read
-    quiver = dict(x=gx, y=gx, true=mix2.score(grid, sig_q * float(w_ncsn2.scale[0])).reshape(19, 19, 2),
-                  learned=w_ncsn2.score(grid, sig_q).reshape(19, 19, 2),
-                  title=f"2D mixture: NCSN score vs true at sigma={sig_q * float(w_ncsn2.scale[0]):.2g}")
-    files.append(plots.score_field(os.path.join(out, "score_field.png"), line, quiver))
-    files.append(plots.training_curves(os.path.join(out, "training.png"), {
-        "NCSN (1D)": ncsn.history, "VAE (1D)": vae.history, "score matching (1D)": sm.history,
-        "NCSN (2D)": ncsn2.history}))
-
-    checks = []
-    for path, bound in bounds.items():
-        key, metric = path.split(".")
-        val = float(res[key][metric])
-        checks.append(dict(metric=path, value=val, bound=bound, ok=val <= bound))
-    report.update(results=res, targets=checks, machine=machine(),
-                  seconds=time.perf_counter() - t_start,
-                  python=platform.python_version())
-    with open(os.path.join(out, "report.json"), "w") as fh:
+    r = _Run(out, cfg, seed, quiet, progress)
+    _seed_mixture_models(r)
+    _exact_scores_2d(r)
+    _learned_2d(r)
+    r.log("[6/6] figures and report")
+    _score_figures(r)
+    report: dict[str, Any] = {
+        "mode": "quick" if quick else "full", "seed": seed, "threads": resolve_threads(None),
+        "settings": cfg.as_dict(), "results": r.res, "targets": _judge(r),
+        "machine": machine(), "seconds": time.perf_counter() - t_start,
+        "python": platform.python_version(),
+    }
+    with open(r.path("report.json"), "w") as fh:
         json.dump(report, fh, indent=1, default=float)
-    files.append(os.path.join(out, "report.json"))
-    files.append(_write_markdown(os.path.join(out, "report.md"), report))
-    report["files"] = files
-    _log(open(os.path.join(out, "report.md")).read(), quiet)
+    r.files.append(r.path("report.json"))
+    r.files.append(_write_markdown(r.path("report.md"), report))
+    report["files"] = r.files
+    with open(r.path("report.md")) as fh:
+        r.log(fh.read())
     return report
 
 

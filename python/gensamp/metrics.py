@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import as_array
+from ._validate import _from_torch, as_array, as_int, as_pos_float
 from .mixture import GaussianMixture
 
 __all__ = [
@@ -91,8 +91,7 @@ def energy_distance(x: Any, y: Any, *, chunk: int = 1024) -> float:
     """
     xa = _samples(x, "x")
     ya = _samples(y, "y", xa.shape[1])
-    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    chunk = as_int(chunk, "chunk", 1)
     if xa.shape[1] == 1:
         fx, fy, gaps = _cdfs(np.sort(xa[:, 0]), np.sort(ya[:, 0]))
         return float(math.sqrt(2.0 * np.sum((fx - fy) ** 2 * gaps)))
@@ -127,10 +126,7 @@ def far_from_modes(x: Any, mixture: GaussianMixture, n_std: float = 4.0) -> floa
     the default 4)."""
     mix = _mixture(mixture)
     xa = _samples(x, "x", mix.dim)
-    if isinstance(n_std, bool) or not isinstance(n_std, numbers.Real) or not (
-        math.isfinite(n_std) and n_std > 0
-    ):
-        raise ValueError(f"n_std must be finite and > 0, got {n_std!r}")
+    n_std = as_pos_float(n_std, "n_std")
     P = np.linalg.inv(mix.covariances)  # [K, d, d]
     diff = xa[:, None, :] - mix.means[None]  # [n, K, d]
     m2 = np.einsum("nki,kij,nkj->nk", diff, P, diff)
@@ -148,14 +144,7 @@ def _score_of(model: Any, x: np.ndarray, sigma: float | None, name: str) -> np.n
             f"{name} must have a .score(x[, sigma]) method (Weights, GaussianMixture, gensamp "
             f"models) or be a callable x -> score, got {type(model).__name__}"
         )
-    try:
-        import torch
-
-        if isinstance(s, torch.Tensor):
-            s = s.detach().cpu().double().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    s = np.asarray(s, dtype=np.float64)
+    s = np.asarray(_from_torch(s), dtype=np.float64)
     if s.ndim == 1 and d == 1:
         s = s[:, None]
     if s.shape != x.shape:

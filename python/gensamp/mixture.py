@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import as_int
+from . import _core
+from ._validate import as_int, as_pos_float
 
 
 class GaussianMixture:
@@ -54,8 +55,8 @@ class GaussianMixture:
                 np.linalg.cholesky(C)
             except np.linalg.LinAlgError:
                 raise ValueError("covs must be positive definite") from None
-            self._var = None
-            self._cov = C
+            self._var: np.ndarray | None = None
+            self._cov: np.ndarray | None = C
         else:
             s = np.ones((K, d)) if stds is None else np.asarray(stds, dtype=np.float64)
             if s.ndim == 1 and s.size == K:
@@ -75,7 +76,7 @@ class GaussianMixture:
         for a in (self._w, self._mu, self._var, self._cov):
             if a is not None:
                 a.setflags(write=False)
-        self._engine_cache = None
+        self._engine_cache: _core.Mixture | None = None
 
     dim = property(lambda self: self._mu.shape[1])
     n_components = property(lambda self: self._mu.shape[0])
@@ -86,9 +87,10 @@ class GaussianMixture:
     @property
     def covariances(self) -> np.ndarray:
         """[K, d, d] covariances (built from stds when diagonal)."""
-        if self._cov is not None:
-            return self._cov
-        return np.stack([np.diag(v) for v in self._var])
+        if self._var is not None:
+            return np.stack([np.diag(v) for v in self._var])
+        assert self._cov is not None
+        return self._cov
 
     def __repr__(self) -> str:
         kind = "diagonal" if self.diagonal else "full"
@@ -100,8 +102,9 @@ class GaussianMixture:
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         k = rng.choice(self.n_components, size=n, p=self._w)
         z = rng.standard_normal((n, self.dim))
-        if self._cov is None:
+        if self._var is not None:
             return self._mu[k] + np.sqrt(self._var[k]) * z
+        assert self._cov is not None
         L = np.linalg.cholesky(self._cov)
         return self._mu[k] + np.einsum("nij,nj->ni", L[k], z)
 
@@ -112,17 +115,16 @@ class GaussianMixture:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape [n, {self.dim}], got {np.shape(x)}")
-        sigma = float(sigma)
-        if not (np.isfinite(sigma) and sigma >= 0):
-            raise ValueError(f"sigma must be finite and >= 0, got {sigma}")
+        sigma = as_pos_float(sigma, "sigma", allow_zero=True)
         diff = x[:, None, :] - self._mu[None]  # [n, K, d]
         d = self.dim
-        if self._cov is None:
+        if self._var is not None:
             var = self._var + sigma**2
             m = diff / var[None]
             quad = np.sum(diff * m, axis=2)
             logdet = np.sum(np.log(var), axis=1)
         else:
+            assert self._cov is not None
             S = self._cov + sigma**2 * np.eye(d)
             P = np.linalg.inv(S)
             m = np.einsum("kij,nkj->nki", P, diff)
@@ -149,10 +151,8 @@ class GaussianMixture:
         logp, _ = self._terms(x, 0.0)
         return np.argmax(logp, axis=1)
 
-    def _engine(self):
+    def _engine(self) -> _core.Mixture:
         if self._engine_cache is None:
-            from . import _core
-
             if self._cov is None:
                 self._engine_cache = _core.Mixture(self._w, self._mu, variances=self._var)
             else:

@@ -1,9 +1,16 @@
 """Reference samplers in plain numpy (float64), written for reading, not speed.
 
-Same signatures and the same noise stream as :mod:`gensamp.samplers`, but an independent
-implementation of everything that matters: the Philox4x32-10 generator, Box-Muller, the network
-forward pass, the mixture score (:meth:`GaussianMixture.score`) and the update rule. The tests
-compare the C++ engine against it; users can do the same on their own models (small n).
+The same noise stream as :mod:`gensamp.samplers`, but an independent implementation of
+everything that matters: the Philox4x32-10 generator, Box-Muller, the network forward pass,
+the mixture score (:meth:`GaussianMixture.score`) and the update rule. It shares with the
+engine only the argument plumbing (:mod:`gensamp._inputs`, :mod:`gensamp._validate`) and the
+activation names and parameters (:mod:`gensamp.activations`). The tests compare the C++
+engine against it; users can do the same on their own models (small n).
+
+How the signatures differ from the engine's: ``threads`` and ``tile`` are accepted and
+ignored; results are float64, not float32; no memory check is made and diverged chains raise
+no DivergenceWarning; ``langevin`` needs ``sigma`` only as far as the network does (the
+engine checks it up front).
 """
 
 from __future__ import annotations
@@ -13,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import as_int, as_pos_float, as_rows
+from . import activations as A
+from ._inputs import DEFAULT_N, as_model, with_defaults
+from ._validate import as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
-from .samplers import DEFAULT_N, _model, _sigmas
 from .weights import Weights
 
 _MASK = np.uint64(0xFFFFFFFF)
@@ -68,13 +76,13 @@ def _act(name: str, h: np.ndarray) -> np.ndarray:
     if name == "relu":
         return np.maximum(h, 0.0)
     if name == "leaky_relu":
-        return np.where(h > 0, h, 0.01 * h)
+        return np.where(h > 0, h, A.LEAKY_SLOPE * h)
     if name == "elu":
-        return np.where(h > 0, h, np.expm1(np.minimum(h, 0.0)))
+        return np.where(h > 0, h, A.ELU_ALPHA * np.expm1(np.minimum(h, 0.0)))
     if name == "silu":
         return h / (1.0 + np.exp(-h))
     if name == "softplus":
-        return np.where(h > 20, h, np.log1p(np.exp(np.minimum(h, 20.0))))
+        return np.where(h > A.SOFTPLUS_THRESHOLD, h, np.log1p(np.exp(np.minimum(h, A.SOFTPLUS_THRESHOLD))))
     if name == "tanh":
         return np.tanh(h)
     if name == "sigmoid":
@@ -146,11 +154,13 @@ def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise)
     return x
 
 
-def langevin(weights: Any, eps: float, T: int, *, n: int | None = None, x0: Any = None,
-             seed: int = 0, threads: int | None = None, record_every: int = 0,
-             sigma: float | None = None, tile: int | None = None) -> Any:
+def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
+             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None,
+             record_every: int = 0, sigma: float | None = None, tile: int | None = None) -> Any:
     """Reference for :func:`gensamp.langevin` (threads and tile are accepted and ignored)."""
-    model = _model(weights)
+    model = as_model(weights)
+    stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
+    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ", "eps=0.01, T=1000")
     eps = as_pos_float(eps, "eps")
     T = as_int(T, "T", 1)
     sig = 0.0 if sigma is None else float(sigma)
@@ -162,11 +172,13 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
                       seed: int = 0, threads: int | None = None, denoise: bool = False,
                       record_every: int = 0, tile: int | None = None) -> Any:
     """Reference for :func:`gensamp.annealed_langevin` (Algorithm 1, float64)."""
-    model = _model(weights)
+    model = as_model(weights)
     stored = model.sampler if isinstance(model, Weights) else {}
-    sig = _sigmas(stored.get("sigmas") if sigmas is None else sigmas)
-    eps = as_pos_float(stored.get("eps") if eps is None else eps, "eps")
-    T = as_int(stored.get("T") if T is None else T, "T", 1)
+    sigmas, eps, T = with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
+                                   "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100")
+    sig = as_sigmas(sigmas)
+    eps = as_pos_float(eps, "eps")
+    T = as_int(T, "T", 1)
     alphas = [eps * s**2 / sig[-1] ** 2 for s in sig]
     return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise)
 
@@ -174,7 +186,9 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
 def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int | None = None,
                tile: int | None = None) -> np.ndarray:
     """Reference for :func:`gensamp.vae_sample`."""
-    model = _model(decoder)
+    model = as_model(decoder)
+    if not isinstance(model, Weights) or model.role != "vae_decoder":
+        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)")
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     d, k = model.dim, model.latent_dim

@@ -20,22 +20,17 @@ output word pair. Results are bit-identical for any thread count and tiling.
 from __future__ import annotations
 
 import math
-import numbers
-import os
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from ._arrays import as_int, as_pos_float, as_rows
+from ._inputs import DEFAULT_N, as_model, with_defaults
+from ._resources import check_memory, resolve_threads
+from ._validate import as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
-from .weights import Weights, load
-
-DEFAULT_N = 1000
-THREADS_ENV = "GENSAMP_NUM_THREADS"
-MAX_THREADS = 4096  # for threads= and $GENSAMP_NUM_THREADS alike
+from .weights import Weights
 _INT_MAX = 2**31 - 1  # T, record_every: C int in the engine
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -50,135 +45,6 @@ class DivergenceWarning(RuntimeWarning):
         super().__init__(
             f"{self.count} of {n} chains diverged to NaN/Inf (rows {shown}); "
             "reduce eps or check the score model"
-        )
-
-
-def resolve_threads(threads: Any) -> int:
-    """threads=None: $GENSAMP_NUM_THREADS if set, else OpenMP's default (OMP_NUM_THREADS, cores)."""
-    if threads is None:
-        env = os.environ.get(THREADS_ENV)
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise ValueError(f"{THREADS_ENV}={env!r} is not an integer") from None
-            if not 1 <= threads <= MAX_THREADS:
-                # An absurd count would make OpenMP fail to create threads, which kills the process.
-                raise ValueError(f"{THREADS_ENV} must be in [1, {MAX_THREADS}], got {threads}")
-            return threads
-        return max(1, int(_core.max_threads()))
-    return as_int(threads, "threads", 1, MAX_THREADS)
-
-
-def _model(weights: Any) -> Weights | GaussianMixture:
-    if isinstance(weights, (Weights, GaussianMixture)):
-        return weights
-    if isinstance(weights, (str, os.PathLike)):
-        return load(weights)
-    hint = ""
-    if hasattr(weights, "parameters"):
-        hint = " (a torch module: export it first with gensamp.export(model))"
-    raise TypeError(
-        f"weights must be gensamp.Weights, a path to a weights file or a GaussianMixture, "
-        f"got {type(weights).__name__}{hint}"
-    )
-
-
-def _sigmas(sigmas: Any) -> list[float]:
-    try:
-        s = np.asarray(sigmas, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"sigmas must be a sequence of numbers, got {sigmas!r}") from None
-    if s.ndim == 0:
-        s = s.reshape(1)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError("sigmas must be a non-empty 1-D sequence")
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        raise ValueError(f"sigmas must be finite and > 0, got {s.tolist()}")
-    if np.any(np.diff(s) >= 0):
-        raise ValueError("sigmas must be strictly decreasing (sigma_1 > ... > sigma_L)")
-    return s.tolist()
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _cgroup_room() -> int | None:
-    """Bytes left under this container's memory limit (cgroup v2, else v1), None if unlimited."""
-    for limit_f, usage_f, stat_f, inactive in (
-        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-         "total_inactive_file"),
-    ):
-        limit = _read_int("/sys/fs/cgroup/" + limit_f)
-        usage = _read_int("/sys/fs/cgroup/" + usage_f)
-        if limit is None or usage is None or limit >= 2**60:  # "max" or the v1 "no limit" value
-            continue
-        reclaimable = 0  # page cache the kernel drops before it OOM-kills
-        try:
-            with open("/sys/fs/cgroup/" + stat_f) as fh:
-                for line in fh:
-                    key, _, val = line.partition(" ")
-                    if key == inactive and val.strip().isdigit():
-                        reclaimable = int(val)
-        except OSError:
-            pass
-        return max(0, limit - max(0, usage - reclaimable))
-    return None
-
-
-def _address_space_room() -> int | None:
-    """Bytes left under RLIMIT_AS (ulimit -v), None if unlimited."""
-    try:
-        import resource
-
-        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft == resource.RLIM_INFINITY:
-            return None
-        with open("/proc/self/status") as fh:
-            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
-        return max(0, soft - vm)
-    except (ImportError, OSError, ValueError, StopIteration):
-        return None
-
-
-def _available_memory() -> int | None:
-    """Memory a new allocation can get without swapping or an OOM kill: the smallest of the
-    system's MemAvailable (free + reclaimable cache), the cgroup limit's room and RLIMIT_AS."""
-    avail = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError):
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-            pass
-    for room in (_cgroup_room(), _address_space_room()):
-        if room is not None:
-            avail = room if avail is None else min(avail, room)
-    return avail
-
-
-def _check_memory(nbytes: int, what: str) -> None:
-    avail = _available_memory()
-    if avail is None:  # pragma: no cover - nothing to measure against
-        return
-    if nbytes > 0.8 * avail:
-        raise MemoryError(
-            f"{what} would need {nbytes / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is "
-            "available; draw fewer chains, record less often (record_every) or sample in batches"
         )
 
 
@@ -228,7 +94,7 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     if steps >= 2**32 - 1:
         raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
     nrec = steps // record_every if record_every else 0
-    _check_memory(4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
+    check_memory(4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
                   f"{n} chains x {nrec + 1} states x d={d} (float32)")
     conditioned = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     x, traj, div = _core.run(
@@ -243,21 +109,10 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
 
 
 def _score_model(weights: Any, sampler: str) -> Weights | GaussianMixture:
-    model = _model(weights)
+    model = as_model(weights)
     if isinstance(model, Weights) and model.role == "vae_decoder":
         raise TypeError(f"a VAE decoder is sampled with gensamp.vae_sample, not {sampler}")
     return model
-
-
-def _with_defaults(stored: Mapping[str, Any], given: dict[str, Any], kind: str,
-                   example: str) -> list[Any]:
-    """The given values, with those left as None taken from the model's stored sampler
-    defaults; ValueError naming every one that is neither given nor stored."""
-    missing = [k for k, v in given.items() if v is None and k not in stored]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} not given and the model stores no {kind}default "
-                         f"for it; pass e.g. {example}")
-    return [stored[k] if v is None else v for k, v in given.items()]
 
 
 def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
@@ -284,23 +139,15 @@ def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
     model = _score_model(weights, "langevin")
     # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
     stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
-    eps, T = _with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ",
+    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ",
                             "eps=0.01, T=1000")
     eps = as_pos_float(eps, "eps")
     _check_step(eps, "eps")
     T = _at_most(as_int(T, "T", 1), "T")
     needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
-    if sigma is None:
-        if needs_sigma:
-            raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
-        sig = 0.0
-    else:
-        if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real):
-            raise TypeError(f"sigma must be a real number, got {sigma!r}")
-        sig = float(sigma)
-        if not (math.isfinite(sig) and (sig > 0 or (sig == 0 and not needs_sigma))):
-            bound = "> 0" if needs_sigma else ">= 0"
-            raise ValueError(f"sigma must be finite and {bound}, got {sigma!r}")
+    if sigma is None and needs_sigma:
+        raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
+    sig = 0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=not needs_sigma)
     return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
 
 
@@ -320,9 +167,9 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
     """
     model = _score_model(weights, "annealed_langevin")
     stored = model.sampler if isinstance(model, Weights) else {}
-    sigmas, eps, T = _with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
+    sigmas, eps, T = with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
                                     "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100")
-    sig = _sigmas(sigmas)
+    sig = as_sigmas(sigmas)
     eps = as_pos_float(eps, "eps")
     ratio = sig[0] / sig[-1]
     _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
@@ -337,14 +184,14 @@ def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int 
     The decoder's own Gaussian noise is sampled, not only its mean. z uses step 0 and the
     decoder noise step 1 of chain j's noise stream. Returns [n, d] float32 in data space.
     """
-    model = _model(decoder)
+    model = as_model(decoder)
     if not isinstance(model, Weights) or model.role != "vae_decoder":
         raise TypeError("vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)")
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
-    _check_memory(4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
+    check_memory(4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
                   f"{n} samples x d={model.dim} (float32)")
     x, div = _core.vae_run(model._engine(), n, seed, threads, tile)
     if div.size:

@@ -25,7 +25,7 @@ key                  value
 ``format``           ``gensamp.weights``
 ``format_version``   ``1`` (integer as text); other versions are refused
 ``n_layers``         number of Linear layers L (integer as text)
-``activations``      JSON list of L-1 names from :data:`ACTIVATIONS`, one per hidden layer
+``activations``      JSON list of L-1 names from :data:`gensamp.activations.NAMES`, one per hidden layer
 ``sigma_input``      ``none``, ``sigma`` or ``log_sigma``: whether sigma (or log sigma) is the
                      last input column of layer 0 (then in_0 = d + 1)
 ``divide_by_sigma``  ``true`` or ``false``: network output divided by sigma (NCSNv2 style)
@@ -45,28 +45,22 @@ Activations follow torch defaults exactly: ``leaky_relu`` has slope 0.01, ``elu`
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from . import _core
+from . import activations as _acts
+from ._validate import as_bool, as_int, as_pos_float, as_rows, as_sigmas
 
 FORMAT_NAME = "gensamp.weights"
 FORMAT_VERSION = 1
-ACTIVATIONS = (
-    "identity",
-    "relu",
-    "leaky_relu",
-    "elu",
-    "silu",
-    "softplus",
-    "tanh",
-    "sigmoid",
-    "gelu",
-    "gelu_tanh",
-)
+ACTIVATIONS = _acts.NAMES
 SIGMA_INPUTS = ("none", "sigma", "log_sigma")
 ROLES = ("score", "ncsn", "vae_decoder")
 _MAX_FILE_BYTES = 2 << 30  # a weights file this package writes is far smaller
@@ -97,23 +91,80 @@ def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"unknown sampler default(s) {sorted(unknown)}; allowed: sigmas, eps, T")
     out: dict[str, Any] = {}
     if sampler.get("sigmas") is not None:
-        s = [float(v) for v in sampler["sigmas"]]
-        if not s or not all(math.isfinite(v) and v > 0 for v in s):
-            raise ValueError("stored sigmas must be a non-empty list of finite values > 0")
-        if any(b >= a for a, b in zip(s, s[1:])):
-            raise ValueError("stored sigmas must be strictly decreasing")
-        out["sigmas"] = s
+        out["sigmas"] = as_sigmas(sampler["sigmas"], "stored sigmas")
     if sampler.get("eps") is not None:
-        e = float(sampler["eps"])
-        if not (math.isfinite(e) and e > 0):
-            raise ValueError("stored eps must be finite and > 0")
-        out["eps"] = e
+        out["eps"] = as_pos_float(sampler["eps"], "stored eps")
     if sampler.get("T") is not None:
-        t = sampler["T"]
-        if isinstance(t, bool) or int(t) != t or int(t) < 1:
-            raise ValueError("stored T must be an integer >= 1")
-        out["T"] = int(t)
+        out["T"] = as_int(sampler["T"], "stored T", 1)
     return out
+
+
+def _check_layers(layers: Sequence[tuple[Any, Any]]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """Read-only float32 (W, b) pairs whose shapes chain."""
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+        raise TypeError("layers must be a non-empty list of (W, b) pairs")
+    frozen: list[tuple[np.ndarray, np.ndarray]] = []
+    for i, pair in enumerate(layers):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"layers[{i}] must be a (W, b) pair")
+        W = _frozen(pair[0], f"layers[{i}] W", 2)
+        b = _frozen(pair[1], f"layers[{i}] b", 1)
+        if W.shape[0] == 0 or W.shape[1] == 0:
+            raise ValueError(f"layers[{i}] W has a zero dimension: {W.shape}")
+        if b.shape[0] != W.shape[0]:
+            raise ValueError(f"layers[{i}]: b has {b.shape[0]} entries but W has {W.shape[0]} rows")
+        if i > 0 and W.shape[1] != frozen[-1][0].shape[0]:
+            raise ValueError(
+                f"layers[{i}] takes {W.shape[1]} inputs but layers[{i - 1}] gives "
+                f"{frozen[-1][0].shape[0]} outputs"
+            )
+        frozen.append((W, b))
+    return tuple(frozen)
+
+
+def _check_activations(activations: Sequence[str], n_layers: int) -> tuple[str, ...]:
+    acts = list(activations) if not isinstance(activations, str) else [activations]
+    if len(acts) != n_layers - 1:
+        raise ValueError(
+            f"need one activation per hidden layer: {n_layers} layers take "
+            f"{n_layers - 1} activations, got {len(acts)}"
+        )
+    return tuple(_acts.check(a) for a in acts)
+
+
+def _data_dim(layers: tuple[tuple[np.ndarray, np.ndarray], ...], sigma_input: str,
+              divide: bool, role: str) -> int:
+    """The data dimension d the network's shapes imply for its role, or ValueError."""
+    in0 = layers[0][0].shape[1]
+    out = layers[-1][0].shape[0]
+    extra = 0 if sigma_input == "none" else 1
+    if in0 - extra < 1:
+        raise ValueError("the first layer needs at least one data input besides sigma")
+    if role == "vae_decoder":
+        if sigma_input != "none" or divide:
+            raise ValueError("a VAE decoder takes no noise level")
+        if out % 2:
+            raise ValueError(f"a VAE decoder outputs [mean | log-variance] (2d values), got {out}")
+        return int(out // 2)
+    d = int(in0 - extra)
+    if out != d:
+        raise ValueError(f"a score network maps d={d} inputs to d outputs, got {out} outputs")
+    return d
+
+
+def _check_norm(shift: Any, scale: Any, d: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if (shift is None) != (scale is None):
+        raise ValueError("give both shift and scale, or neither")
+    if shift is None:
+        return None, None
+    sh = _frozen(np.reshape(np.asarray(shift, dtype=np.float64), -1), "shift", 1)
+    sc = _frozen(np.reshape(np.asarray(scale, dtype=np.float64), -1), "scale", 1)
+    for name, v in (("shift", sh), ("scale", sc)):
+        if v.shape != (d,):
+            raise ValueError(f"{name} must have length d={d}, got {v.shape[0]}")
+    if not np.all(sc > 0):
+        raise ValueError("scale must be > 0 everywhere")
+    return sh, sc
 
 
 class Weights:
@@ -165,79 +216,28 @@ class Weights:
         sampler: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
-            raise TypeError("layers must be a non-empty list of (W, b) pairs")
-        frozen = []
-        for i, pair in enumerate(layers):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"layers[{i}] must be a (W, b) pair")
-            W = _frozen(pair[0], f"layers[{i}] W", 2)
-            b = _frozen(pair[1], f"layers[{i}] b", 1)
-            if W.shape[0] == 0 or W.shape[1] == 0:
-                raise ValueError(f"layers[{i}] W has a zero dimension: {W.shape}")
-            if b.shape[0] != W.shape[0]:
-                raise ValueError(f"layers[{i}]: b has {b.shape[0]} entries but W has {W.shape[0]} rows")
-            if i > 0 and W.shape[1] != frozen[-1][0].shape[0]:
-                raise ValueError(
-                    f"layers[{i}] takes {W.shape[1]} inputs but layers[{i - 1}] gives "
-                    f"{frozen[-1][0].shape[0]} outputs"
-                )
-            frozen.append((W, b))
-        acts = list(activations) if not isinstance(activations, str) else [activations]
-        if len(acts) != len(frozen) - 1:
-            raise ValueError(
-                f"need one activation per hidden layer: {len(frozen)} layers take "
-                f"{len(frozen) - 1} activations, got {len(acts)}"
-            )
-        for a in acts:
-            if a not in ACTIVATIONS:
-                raise ValueError(f"unknown activation {a!r}; supported: {', '.join(ACTIVATIONS)}")
+        frozen = _check_layers(layers)
+        acts = _check_activations(activations, len(frozen))
         if sigma_input not in SIGMA_INPUTS:
             raise ValueError(f"sigma_input must be one of {SIGMA_INPUTS}, got {sigma_input!r}")
-        if not isinstance(divide_by_sigma, (bool, np.bool_)):
-            raise TypeError("divide_by_sigma must be a bool")
+        divide_by_sigma = as_bool(divide_by_sigma, "divide_by_sigma")
         if role is None:
             role = "ncsn" if sigma_input != "none" else "score"
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        in0 = frozen[0][0].shape[1]
-        out = frozen[-1][0].shape[0]
-        extra = 0 if sigma_input == "none" else 1
-        if in0 - extra < 1:
-            raise ValueError("the first layer needs at least one data input besides sigma")
-        if role == "vae_decoder":
-            if sigma_input != "none" or divide_by_sigma:
-                raise ValueError("a VAE decoder takes no noise level")
-            if out % 2:
-                raise ValueError(f"a VAE decoder outputs [mean | log-variance] (2d values), got {out}")
-            d = out // 2
-        else:
-            d = in0 - extra
-            if out != d:
-                raise ValueError(f"a score network maps d={d} inputs to d outputs, got {out} outputs")
-        if (shift is None) != (scale is None):
-            raise ValueError("give both shift and scale, or neither")
-        if shift is not None:
-            shift = _frozen(np.reshape(np.asarray(shift, dtype=np.float64), -1), "shift", 1)
-            scale = _frozen(np.reshape(np.asarray(scale, dtype=np.float64), -1), "scale", 1)
-            for name, v in (("shift", shift), ("scale", scale)):
-                if v.shape != (d,):
-                    raise ValueError(f"{name} must have length d={d}, got {v.shape[0]}")
-            if not np.all(scale > 0):
-                raise ValueError("scale must be > 0 everywhere")
-        self._layers = tuple(frozen)
-        self._acts = tuple(acts)
+        d = _data_dim(frozen, sigma_input, divide_by_sigma, role)
+        self._shift, self._scale = _check_norm(shift, scale, d)
+        self._layers = frozen
+        self._acts = acts
         self._sigma_input = sigma_input
-        self._divide = bool(divide_by_sigma)
-        self._shift = shift
-        self._scale = scale
+        self._divide = divide_by_sigma
         self._role = role
         self._sampler = _check_sampler(sampler)
         try:
             self._info = json.loads(json.dumps(dict(info or {})))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"info must be JSON-serialisable: {exc}") from None
-        self._engine_cache = None
+        self._engine_cache: _core.Mlp | None = None
 
     # ---- read-only views -----------------------------------------------------------------
     layers = property(lambda self: self._layers, doc="tuple of (W, b) read-only float32 arrays")
@@ -282,10 +282,8 @@ class Weights:
             f"sigma_input={self._sigma_input!r}, divide_by_sigma={self._divide})"
         )
 
-    def _engine(self):
+    def _engine(self) -> _core.Mlp:
         if self._engine_cache is None:
-            from . import _core
-
             self._engine_cache = _core.Mlp(
                 [(W, b) for W, b in self._layers],
                 list(self._acts),
@@ -298,24 +296,17 @@ class Weights:
 
     def forward(self, inputs: Any) -> np.ndarray:
         """Raw network outputs (C++ engine) for raw inputs [n, input_dim] (sigma column included)."""
-        from ._arrays import as_rows
-
         return self._engine().forward(as_rows(inputs, self.input_dim, "inputs"))
 
     def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
         """Score in data space, d log p(x) / dx = s_u((x - shift)/scale) / scale (C++ engine)."""
-        from . import _core
-        from ._arrays import as_rows
-
         if self._role == "vae_decoder":
             raise TypeError("a VAE decoder has no score; use gensamp.vae_sample")
         x = as_rows(x, self.dim, "x")
         if self.conditioned or self._divide:
             if sigma is None:
                 raise ValueError("this network is noise-conditional: pass sigma > 0")
-            sigma = float(sigma)
-            if not (math.isfinite(sigma) and sigma > 0):
-                raise ValueError(f"sigma must be finite and > 0, got {sigma}")
+            sigma = as_pos_float(sigma, "sigma")
         else:
             sigma = 0.0 if sigma is None else float(sigma)
         u = x if self._shift is None else (x - self._shift) / self._scale
@@ -325,8 +316,6 @@ class Weights:
     # ---- files -------------------------------------------------------------------------------
     def save(self, path: PathLike) -> None:
         """Write a safetensors file (layout in this module's docstring)."""
-        from safetensors.numpy import save_file
-
         tensors: dict[str, np.ndarray] = {}
         for i, (W, b) in enumerate(self._layers):
             tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W)
@@ -352,21 +341,17 @@ def _fail(path: PathLike, why: str) -> ValueError:
     return ValueError(f"{os.fspath(path)}: not a valid gensamp weights file: {why}")
 
 
-def load(path: PathLike) -> Weights:
-    """Load and validate a weights file written by :meth:`Weights.save`.
+def _plain_int(text: str) -> int | None:
+    # A metadata integer must be ASCII digits: str.isdigit() alone also accepts '²' or '١'.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
-    Only safetensors files are read (no pickle: loading never runs code). Every tensor name,
-    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError
-    (a path of the wrong type raises TypeError).
-    """
-    from safetensors import safe_open
 
-    def _plain_int(text: str) -> int | None:
-        # A metadata integer must be ASCII digits: str.isdigit() alone also accepts '²' or '١'.
-        return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+_META_KEYS = frozenset({"format", "format_version", "n_layers", "activations", "sigma_input",
+                        "divide_by_sigma", "role", "sampler", "info"})
 
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+
+def _check_header(path: PathLike) -> None:
+    """Refuse what is not a regular, plausibly-sized safetensors file, before parsing it."""
     try:
         st = os.stat(path)
         # Only regular files: opening a FIFO would block forever, a device could be endless.
@@ -376,7 +361,9 @@ def load(path: PathLike) -> Weights:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except OSError as exc:
-        raise ValueError(f"{os.fspath(path)}: cannot read weights file: {exc.strerror or exc}") from None
+        raise ValueError(
+            f"{os.fspath(path)}: cannot read weights file: {exc.strerror or exc}"
+        ) from None
     hlen = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
     # A safetensors file: 8-byte length, then a JSON header that starts with '{'. Test that
     # first: a valid header length can begin with the bytes b"\x80" or b"PK" too.
@@ -393,36 +380,45 @@ def load(path: PathLike) -> Weights:
         raise _fail(path, f"header length {hlen} does not fit in a {size}-byte file (truncated?)")
     if head[8:9] != b"{":
         raise _fail(path, "the header is not a JSON object (not a safetensors file)")
+
+
+def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     try:
         with safe_open(os.fspath(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
-            names = set(f.keys())
-            tensors = {}
-            for k in names:
-                tensors[k] = f.get_tensor(k)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise _fail(path, f"{type(exc).__name__}: {exc}") from None
+    return meta, tensors
 
+
+def _check_meta(path: PathLike, meta: Mapping[str, str]) -> int:
+    """Checks the format fields; returns the number of layers."""
     if meta.get("format") != FORMAT_NAME:
         raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     ver = meta.get("format_version", "")
     if _plain_int(ver) != FORMAT_VERSION:
-        raise _fail(path, f"format_version {ver!r} is not supported (this gensamp reads {FORMAT_VERSION})")
-    known = {"format", "format_version", "n_layers", "activations", "sigma_input",
-             "divide_by_sigma", "role", "sampler", "info"}
-    missing = known - set(meta)
+        raise _fail(path, f"format_version {ver!r} is not supported "
+                    f"(this gensamp reads {FORMAT_VERSION})")
+    missing = _META_KEYS - set(meta)
     if missing:
         raise _fail(path, f"metadata lacks {sorted(missing)}")
-    extra = set(meta) - known
+    extra = set(meta) - _META_KEYS
     if extra:
         raise _fail(path, f"unexpected metadata keys {sorted(extra)}")
     nl = meta["n_layers"]
     nl_i = _plain_int(nl)
     if nl_i is None or not 1 <= nl_i <= 1000:
         raise _fail(path, f"n_layers {nl!r} is not an integer in 1..1000")
-    expected = {f"layers.{i}.{p}" for i in range(nl_i) for p in ("weight", "bias")}
-    has_norm = "norm.shift" in names or "norm.scale" in names
-    if has_norm:
+    if meta["divide_by_sigma"] not in ("true", "false"):
+        raise _fail(path, f"divide_by_sigma is {meta['divide_by_sigma']!r}, expected true/false")
+    return nl_i
+
+
+def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: int) -> None:
+    names = set(tensors)
+    expected = {f"layers.{i}.{p}" for i in range(n_layers) for p in ("weight", "bias")}
+    if "norm.shift" in names or "norm.scale" in names:
         expected |= {"norm.shift", "norm.scale"}
     if names != expected:
         raise _fail(path, f"tensor names {sorted(names ^ expected)} missing or unexpected")
@@ -432,6 +428,10 @@ def load(path: PathLike) -> Weights:
             raise _fail(path, f"tensor {k} has dtype {t.dtype}, expected float32")
         if not np.all(np.isfinite(t)):
             raise _fail(path, f"tensor {k} contains NaN or Inf")
+
+
+def _json_fields(path: PathLike, meta: Mapping[str, str]) -> tuple[list[str], dict[str, Any],
+                                                                    dict[str, Any]]:
     try:
         acts = json.loads(meta["activations"])
         sampler = json.loads(meta["sampler"])
@@ -440,13 +440,28 @@ def load(path: PathLike) -> Weights:
         raise _fail(path, f"metadata is not valid JSON: {type(exc).__name__}: {exc}") from None
     if not isinstance(acts, list) or not all(isinstance(a, str) for a in acts):
         raise _fail(path, "activations must be a JSON list of names")
-    if meta["divide_by_sigma"] not in ("true", "false"):
-        raise _fail(path, f"divide_by_sigma is {meta['divide_by_sigma']!r}, expected true/false")
     if not isinstance(sampler, dict) or not isinstance(info, dict):
         raise _fail(path, "sampler and info must be JSON objects")
+    return acts, sampler, info
+
+
+def load(path: PathLike) -> Weights:
+    """Load and validate a weights file written by :meth:`Weights.save`.
+
+    Only safetensors files are read (no pickle: loading never runs code). Every tensor name,
+    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError
+    (a path of the wrong type raises TypeError).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    _check_header(path)
+    meta, tensors = _read(path)
+    n_layers = _check_meta(path, meta)
+    _check_tensors(path, tensors, n_layers)
+    acts, sampler, info = _json_fields(path, meta)
     try:
         return Weights(
-            [(tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]) for i in range(nl_i)],
+            [(tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]) for i in range(n_layers)],
             acts,
             sigma_input=meta["sigma_input"],
             divide_by_sigma=meta["divide_by_sigma"] == "true",

@@ -9,36 +9,39 @@ its torch forward pass computes exactly what its exported :class:`~gensamp.Weigh
 
 all in model coordinates u (sigma too). ``gensamp.export(model)`` calls ``model.to_weights()``,
 which also stores the recommended sampler defaults and the training provenance.
-The training functions in :mod:`gensamp.train` build and fit these models; they can also be
+The training functions in :mod:`gensamp.learn.train` build and fit these models; they can also be
 built directly and trained with your own loop.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .export import export
-from .weights import Weights
+from .. import activations as _acts
+from .._validate import as_array, as_int, as_pos_float, as_sigmas
+from ..weights import Weights
+from . import objectives
+from .exporter import export
+
+if TYPE_CHECKING:
+    from .fit import History
 
 __all__ = ["ACTIVATIONS", "NCSN", "ScoreNet", "VAE", "mlp"]
 
-ACTIVATIONS: dict[str, Any] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-    "softplus": nn.Softplus,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
-}
+
+def _module_factory(name: str) -> Callable[[], nn.Module]:
+    cls_name, params = _acts.SPEC[name]
+    cls = getattr(nn, cls_name)
+    return lambda: cls(**params)
+
+
+#: activation name -> torch module constructor, from the one activation table
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {n: _module_factory(n) for n in _acts.HIDDEN}
 
 
 def _hidden(hidden: Any) -> tuple[int, ...]:
@@ -59,8 +62,7 @@ def _hidden(hidden: Any) -> tuple[int, ...]:
 def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "silu") -> nn.Sequential:
     """Linear / activation stack n_in -> hidden... -> n_out with a linear output: the layout
     :func:`gensamp.export` understands (same activation after every hidden layer)."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; supported: {', '.join(ACTIVATIONS)}")
+    _acts.check(activation, hidden_only=True)
     widths = [int(n_in), *_hidden(hidden), int(n_out)]
     mods: list[nn.Module] = []
     for i in range(len(widths) - 1):
@@ -70,20 +72,16 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "silu") 
     return nn.Sequential(*mods)
 
 
-def _dim(d: Any, name: str = "dim") -> int:
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {d!r}")
-    return int(d)
-
-
 class _Normalised(nn.Module):
     """Shared plumbing: normalisation buffers, data-space conversion, export settings."""
 
     role = "score"
+    shift: torch.Tensor  # registered buffers, declared for the type checker
+    scale: torch.Tensor
 
     def __init__(self, dim: int, shift: Any, scale: Any) -> None:
         super().__init__()
-        self.dim = _dim(dim)
+        self.dim = as_int(dim, "dim", 1)
         if (shift is None) != (scale is None):
             raise ValueError("give both shift and scale, or neither")
         if shift is None:
@@ -104,7 +102,7 @@ class _Normalised(nn.Module):
         self.register_buffer("scale", torch.tensor(sc, dtype=torch.float32))
         self.sampler_defaults: dict[str, Any] = {}
         self.info: dict[str, Any] = {}
-        self.history: Any = None
+        self.history: History | None = None
 
     @property
     def device(self) -> torch.device:
@@ -112,8 +110,6 @@ class _Normalised(nn.Module):
 
     def to_model(self, x: Any) -> torch.Tensor:
         """Data-space points (array or tensor [n, d]) -> model coordinates u (float32 tensor)."""
-        from .datasets import as_array
-
         if isinstance(x, torch.Tensor):
             t = x.to(self.device, torch.float32)
             if t.ndim == 1 and self.dim == 1:
@@ -208,6 +204,7 @@ class NCSN(_Normalised):
     """
 
     role = "ncsn"
+    sigmas: torch.Tensor
 
     def __init__(self, dim: int, sigmas: Sequence[float], hidden: Sequence[int] = (128, 128),
                  activation: str = "silu", *, sigma_input: str = "log_sigma",
@@ -221,11 +218,7 @@ class NCSN(_Normalised):
         if sigma_input == "none" and not divide_by_sigma:
             raise ValueError("sigma_input='none' needs divide_by_sigma=True, else the network "
                              "does not depend on sigma")
-        s = np.asarray(sigmas, dtype=np.float64).reshape(-1)
-        if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-            raise ValueError("sigmas must be a non-empty list of finite values > 0")
-        if np.any(np.diff(s) >= 0):
-            raise ValueError("sigmas must be strictly decreasing")
+        s = np.asarray(as_sigmas(sigmas), dtype=np.float64)
         self.hidden = _hidden(hidden)
         self.activation = activation
         self.sigma_input = sigma_input
@@ -278,10 +271,9 @@ class NCSN(_Normalised):
     def score(self, x: Any, sigma: float) -> np.ndarray:
         """Data-space score [n, d] at noise level ``sigma`` given in *model* coordinates (as
         :meth:`Weights.score`); the data-space noise std is sigma * scale."""
-        if sigma is None or isinstance(sigma, bool) or not math.isfinite(float(sigma)) or float(sigma) <= 0:
-            raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
+        sigma = as_pos_float(sigma, "sigma")
         u = self.to_model(x)
-        return (self.forward(u, float(sigma)) / self.scale).cpu().double().numpy()
+        return (self.forward(u, sigma) / self.scale).cpu().double().numpy()
 
 
 class VAE(_Normalised):
@@ -298,7 +290,7 @@ class VAE(_Normalised):
     def __init__(self, dim: int, latent_dim: int = 2, hidden: Sequence[int] = (128, 128),
                  activation: str = "silu", *, shift: Any = None, scale: Any = None) -> None:
         super().__init__(dim, shift, scale)
-        self.latent_dim = _dim(latent_dim, "latent_dim")
+        self.latent_dim = as_int(latent_dim, "latent_dim", 1)
         self.hidden = _hidden(hidden)
         self.activation = activation
         self.encoder = mlp(self.dim, self.hidden, 2 * self.latent_dim, activation)
@@ -332,33 +324,29 @@ class VAE(_Normalised):
     def elbo(self, x: Any, *, beta: float = 1.0, seed: int = 0, samples: int = 1) -> np.ndarray:
         """Per-point ELBO [n] of log p(x) in data space: the one-draw reparameterised
         estimate (closed-form KL) averaged over ``samples`` draws of z."""
-        from ._arrays import as_int
-        from .train import elbo as _elbo
-
         samples = as_int(samples, "samples", 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         u = self.to_model(x)
         with torch.no_grad():
-            e = sum(_elbo(self, u, beta=beta, generator=g) for _ in range(samples)) / samples
+            total = objectives.elbo(self, u, beta=beta, generator=g)
+            for _ in range(samples - 1):
+                total = total + objectives.elbo(self, u, beta=beta, generator=g)
+            e = total / samples
         return e.cpu().double().numpy() - self._log_jacobian()
 
     def log_likelihood(self, x: Any, *, k: int = 100, seed: int = 0) -> np.ndarray:
         """Importance-weighted estimate of log p(x) [n] in data space (IWAE bound with k
         samples, Burda et al. 2016): a lower bound in expectation, tightening as k grows,
         and >= the ELBO in expectation."""
-        from .train import iwae_bound
-
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         with torch.no_grad():
-            b = iwae_bound(self, self.to_model(x), k=k, generator=g)
+            b = objectives.iwae_bound(self, self.to_model(x), k=k, generator=g)
         return b.cpu().double().numpy() - self._log_jacobian()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, *, noise: bool = True) -> np.ndarray:
         """n samples in data space drawn in torch (the C++ engine's :func:`gensamp.vae_sample`
         is the fast path). ``noise=False`` returns decoder means only."""
-        from ._arrays import as_int
-
         n = as_int(n, "n", 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         z = torch.randn(n, self.latent_dim, generator=g, device=self.device)

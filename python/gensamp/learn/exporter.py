@@ -6,45 +6,33 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import torch.nn as nn
 
-from .weights import Weights
+from .. import activations as _acts
+from ..weights import Weights
 
 
-def _activation_name(mod: Any) -> str | None:
-    """Name of a supported activation module, None for a Linear/no-op, else raise TypeError."""
-    import torch.nn as nn
-
-    if isinstance(mod, nn.ReLU):
-        return "relu"
-    if isinstance(mod, nn.LeakyReLU):
-        if mod.negative_slope != 0.01:
-            raise TypeError(f"LeakyReLU(negative_slope={mod.negative_slope}) is not supported (only 0.01)")
-        return "leaky_relu"
-    if isinstance(mod, nn.ELU):
-        if mod.alpha != 1.0:
-            raise TypeError(f"ELU(alpha={mod.alpha}) is not supported (only alpha=1)")
-        return "elu"
-    if isinstance(mod, nn.SiLU):
-        return "silu"
-    if isinstance(mod, nn.Softplus):
-        if mod.beta != 1 or mod.threshold != 20:
-            raise TypeError("Softplus is supported only with beta=1, threshold=20")
-        return "softplus"
-    if isinstance(mod, nn.Tanh):
-        return "tanh"
-    if isinstance(mod, nn.Sigmoid):
-        return "sigmoid"
-    if isinstance(mod, nn.GELU):
-        return "gelu_tanh" if mod.approximate == "tanh" else "gelu"
+def _activation_name(mod: nn.Module) -> str:
+    """The engine's name for a torch activation module whose parameters are the ones the
+    engine implements (:data:`gensamp.activations.SPEC`), else TypeError."""
+    for name, (cls_name, params) in _acts.SPEC.items():
+        if name == "identity" or type(mod).__name__ != cls_name:
+            continue
+        if all(getattr(mod, k, None) == v for k, v in params.items()):
+            return name
+    candidates = [(n, p) for n, (c, p) in _acts.SPEC.items() if c == type(mod).__name__]
+    if candidates:
+        fixed = " or ".join(", ".join(f"{k}={v!r}" for k, v in p.items()) for _, p in candidates)
+        raise TypeError(f"{type(mod).__name__} is supported only with {fixed}: the engine "
+                        "implements torch's default parameters")
+    supported = sorted({c for n, (c, _) in _acts.SPEC.items() if n != "identity"})
     raise TypeError(
-        f"cannot export layer {type(mod).__name__}: supported are Linear, ReLU, LeakyReLU(0.01), "
-        "ELU(1), SiLU, Softplus, Tanh, Sigmoid, GELU, and the no-ops Identity/Dropout"
+        f"cannot export layer {type(mod).__name__}: supported are Linear, "
+        f"{', '.join(supported)}, and the no-ops Identity/Dropout"
     )
 
 
 def _flatten(seq: Any) -> list[Any]:
-    import torch.nn as nn
-
     out: list[Any] = []
     for m in seq:
         if isinstance(m, nn.Sequential):
@@ -75,8 +63,6 @@ def export(
     log sigma. gensamp's own model classes (``gensamp.models``) carry these settings and
     export via their ``to_weights()``; keyword arguments given here override them.
     """
-    import torch.nn as nn
-
     overrides = {
         k: v
         for k, v in dict(

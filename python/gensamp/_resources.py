@@ -1,0 +1,115 @@
+"""What the machine can give a run: the thread count and the memory a run may allocate.
+
+Both are decided here once, for the engine samplers (and any later caller): the thread
+count from ``threads=``, ``$GENSAMP_NUM_THREADS`` or OpenMP's default, capped; the memory
+from the smallest of MemAvailable, the cgroup limit's room and RLIMIT_AS, so a run that
+cannot fit is refused with a MemoryError before it allocates.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from . import _core
+from ._validate import as_int
+
+THREADS_ENV = "GENSAMP_NUM_THREADS"
+MAX_THREADS = 4096  # for threads= and $GENSAMP_NUM_THREADS alike
+
+
+def resolve_threads(threads: object) -> int:
+    """threads=None: $GENSAMP_NUM_THREADS if set, else OpenMP's default (OMP_NUM_THREADS, cores)."""
+    if threads is None:
+        env = os.environ.get(THREADS_ENV)
+        if env:
+            try:
+                threads = int(env)
+            except ValueError:
+                raise ValueError(f"{THREADS_ENV}={env!r} is not an integer") from None
+            if not 1 <= threads <= MAX_THREADS:
+                # An absurd count would make OpenMP fail to create threads, which kills the process.
+                raise ValueError(f"{THREADS_ENV} must be in [1, {MAX_THREADS}], got {threads}")
+            return threads
+        return max(1, int(_core.max_threads()))
+    return as_int(threads, "threads", 1, MAX_THREADS)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this container's memory limit (cgroup v2, else v1), None if unlimited."""
+    for limit_f, usage_f, stat_f, inactive in (
+        ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+         "total_inactive_file"),
+    ):
+        limit = _read_int("/sys/fs/cgroup/" + limit_f)
+        usage = _read_int("/sys/fs/cgroup/" + usage_f)
+        if limit is None or usage is None or limit >= 2**60:  # "max" or the v1 "no limit" value
+            continue
+        reclaimable = 0  # page cache the kernel drops before it OOM-kills
+        try:
+            with open("/sys/fs/cgroup/" + stat_f) as fh:
+                for line in fh:
+                    key, _, val = line.partition(" ")
+                    if key == inactive and val.strip().isdigit():
+                        reclaimable = int(val)
+        except OSError:
+            pass
+        return max(0, limit - max(0, usage - reclaimable))
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Bytes left under RLIMIT_AS (ulimit -v), None if unlimited."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as fh:
+            vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        return max(0, soft - vm)
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _available_memory() -> int | None:
+    """Memory a new allocation can get without swapping or an OOM kill: the smallest of the
+    system's MemAvailable (free + reclaimable cache), the cgroup limit's room and RLIMIT_AS."""
+    avail = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            pass
+    for room in (_cgroup_room(), _address_space_room()):
+        if room is not None:
+            avail = room if avail is None else min(avail, room)
+    return avail
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    avail = _available_memory()
+    if avail is None:  # pragma: no cover - nothing to measure against
+        return
+    if nbytes > 0.8 * avail:
+        raise MemoryError(
+            f"{what} would need {nbytes / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is "
+            "available; draw fewer chains, record less often (record_every) or sample in batches"
+        )
