@@ -35,21 +35,33 @@ print(json.dumps(dict(n={n}, rss_before=before, peak_before=peak_before, peak=pe
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), n=args.n)
-    res = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                    check=True).stdout.strip().splitlines()[-1])
-    extra = max(res["peak"], res["peak_before"]) - res["rss_before"] - res["output_bytes"] - res["weight_bytes"]
+    res = json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    extra = (
+        max(res["peak"], res["peak_before"])
+        - res["rss_before"]
+        - res["output_bytes"]
+        - res["weight_bytes"]
+    )
     res["extra_bytes"] = extra
     res["ok"] = extra < 64 * 2**20
     mib = 2**20
-    print(f"N={args.n}, d=2: output {res['output_bytes'] / mib:.1f} MiB, weights "
-          f"{res['weight_bytes'] / mib:.2f} MiB, peak RSS above pre-call "
-          f"{(res['peak'] - res['rss_before']) / mib:.1f} MiB -> extra {extra / mib:.1f} MiB "
-          f"(< 64 MiB: {'PASS' if res['ok'] else 'FAIL'})")
+    print(
+        f"N={args.n}, d=2: output {res['output_bytes'] / mib:.1f} MiB, weights "
+        f"{res['weight_bytes'] / mib:.2f} MiB, peak RSS above pre-call "
+        f"{(res['peak'] - res['rss_before']) / mib:.1f} MiB -> extra {extra / mib:.1f} MiB "
+        f"(< 64 MiB: {'PASS' if res['ok'] else 'FAIL'})"
+    )
     sys.path.insert(0, os.path.dirname(__file__))
     import _common as C
 

@@ -68,10 +68,17 @@ def _draws(y: np.ndarray, ref: np.ndarray, k: int) -> dict[str, Any]:
     draw. The mean over draws is the model's expected W1 at 10,000 samples."""
     w1 = [M.wasserstein_1d(c, ref) for c in np.split(y, k)]
     left = [_left(c) for c in np.split(y, k)]
-    return {"w1": w1[0], "left": left[0], "w1_draws": w1, "left_draws": left,
-            "w1_mean": float(np.mean(w1)), "w1_se": float(np.std(w1, ddof=1) / np.sqrt(len(w1))),
-            "pass_rate": float(np.mean(np.asarray(w1) <= W1_TARGET)),
-            "w1_all": M.wasserstein_1d(y, ref), "left_all": _left(y)}
+    return {
+        "w1": w1[0],
+        "left": left[0],
+        "w1_draws": w1,
+        "left_draws": left,
+        "w1_mean": float(np.mean(w1)),
+        "w1_se": float(np.std(w1, ddof=1) / np.sqrt(len(w1))),
+        "pass_rate": float(np.mean(np.asarray(w1) <= W1_TARGET)),
+        "w1_all": M.wasserstein_1d(y, ref),
+        "left_all": _left(y),
+    }
 
 
 def seed_1d(seed: int, draws: int) -> dict[str, Any]:
@@ -91,35 +98,51 @@ def seed_1d(seed: int, draws: int) -> dict[str, Any]:
 
     def row(y, t_train, t_sample, extra=None):
         r = _draws(y, ref, draws)
-        r.update({"far": M.far_from_modes(y[:N_SAMPLES], mix), "train_s": t_train,
-                  "sample_s": t_sample})
+        r.update(
+            {"far": M.far_from_modes(y[:N_SAMPLES], mix), "train_s": t_train, "sample_s": t_sample}
+        )
         r.update(extra or {})
         return r
 
     m, tt = _timed(train_ncsn, x, seed=seed, threads=1, progress=False)
     w = gensamp.export(m)
     y, ts = _timed(gensamp.annealed_langevin, w, n=n, seed=seed)
-    out["ncsn_ald"] = row(y, tt, ts, {"sampler": w.sampler | {"L": len(w.sampler["sigmas"])},
-                                      "epochs": m.history.epochs})
+    out["ncsn_ald"] = row(
+        y,
+        tt,
+        ts,
+        {"sampler": w.sampler | {"L": len(w.sampler["sigmas"])}, "epochs": m.history.epochs},
+    )
 
     m, tt = _timed(train_vae, x, seed=seed, threads=1, progress=False)
     w = gensamp.export(m)
     y, ts = _timed(gensamp.vae_sample, w, n, seed=seed)
     held = mix.sample(2000, seed=30_000 + seed)
-    out["vae"] = row(y, tt, ts, {
-        "iwae_k100": float(m.log_likelihood(held, k=100).mean()),
-        "elbo": float(m.elbo(held).mean()),
-        "true_loglik": float(mix.log_prob(held).mean()),
-        "epochs": m.history.epochs,
-    })
+    out["vae"] = row(
+        y,
+        tt,
+        ts,
+        {
+            "iwae_k100": float(m.log_likelihood(held, k=100).mean()),
+            "elbo": float(m.elbo(held).mean()),
+            "true_loglik": float(mix.log_prob(held).mean()),
+            "epochs": m.history.epochs,
+        },
+    )
 
     m, tt = _timed(train_score, x, "exact", seed=seed, threads=1, progress=False)
     w = gensamp.export(m)
     y, ts = _timed(gensamp.langevin, w, n=n, seed=seed)
-    out["sm_langevin"] = row(y, tt, ts, {
-        "rel_score_error": M.score_error(w, mix, x, relative=True),
-        "sampler": w.sampler, "epochs": m.history.epochs,
-    })
+    out["sm_langevin"] = row(
+        y,
+        tt,
+        ts,
+        {
+            "rel_score_error": M.score_error(w, mix, x, relative=True),
+            "sampler": w.sampler,
+            "epochs": m.history.epochs,
+        },
+    )
     return out
 
 
@@ -128,8 +151,12 @@ def ncsn_2d(seed: int) -> dict[str, Any]:
     out: dict[str, Any] = {"data_w0": float(M.mode_weights(x, mix)[0])}
 
     def row(y, t_train, t_sample, extra=None):
-        r = {"w0": float(M.mode_weights(y, mix)[0]), "far": M.far_from_modes(y, mix),
-             "train_s": t_train, "sample_s": t_sample}
+        r = {
+            "w0": float(M.mode_weights(y, mix)[0]),
+            "far": M.far_from_modes(y, mix),
+            "train_s": t_train,
+            "sample_s": t_sample,
+        }
         r.update(extra or {})
         return r
 
@@ -145,8 +172,12 @@ def ncsn_2d(seed: int) -> dict[str, Any]:
     # (the engine's default start), so they differ only in the score.
     x0 = w.shift + w.scale * np.random.default_rng(seed).standard_normal((N_SAMPLES, 2))
     y, ts = _timed(gensamp.langevin, w, eps, T, x0=x0, seed=seed)
-    out["sm_langevin"] = row(y, tt, ts, {"rel_score_error": M.score_error(w, mix, x, relative=True),
-                                         "sampler": w.sampler})
+    out["sm_langevin"] = row(
+        y,
+        tt,
+        ts,
+        {"rel_score_error": M.score_error(w, mix, x, relative=True), "sampler": w.sampler},
+    )
     # The exact score with the same step (converted to data units), T and start: wrong
     # weights there are the sampler's doing, not the learned model's.
     eps_x = float(eps * np.mean(w.scale.astype(np.float64) ** 2))
@@ -171,17 +202,24 @@ def machine() -> dict[str, Any]:
 
 
 def fmt_1d(name: str, r: dict[str, Any], extra: str = "") -> str:
-    return (f"| {name} | {r['w1']:.3f} | {r['w1_mean']:.3f} | {r['left']:.4f} ({r['left'] - 0.25:+.4f}) | "
-            f"{r['left_all']:.4f} | {r['far']:.4f} | {r['train_s']:.1f} | {r['sample_s']:.1f} | {extra} |")
+    return (
+        f"| {name} | {r['w1']:.3f} | {r['w1_mean']:.3f} | {r['left']:.4f} ({r['left'] - 0.25:+.4f}) | "
+        f"{r['left_all']:.4f} | {r['far']:.4f} | {r['train_s']:.1f} | {r['sample_s']:.1f} | {extra} |"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="0,1,2,3,4",
-                    help="data/model seeds for the 1D runs (first = headline)")
+    ap.add_argument(
+        "--seeds", default="0,1,2,3,4", help="data/model seeds for the 1D runs (first = headline)"
+    )
     ap.add_argument("--seed-2d", type=int, default=0)
-    ap.add_argument("--draws", type=int, default=N_DRAWS,
-                    help="independent draws of 10,000 samples per model (>= 2)")
+    ap.add_argument(
+        "--draws",
+        type=int,
+        default=N_DRAWS,
+        help="independent draws of 10,000 samples per model (>= 2)",
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "results", "quality.json"))
     args = ap.parse_args()
     if args.draws < 2:
@@ -207,13 +245,22 @@ def main() -> None:
         "| model + sampler | W1 (1 draw) | W1 (mean) | left weight (1 draw; truth 0.25) | "
         "left (all) | far from modes | train s | sample s | notes |",
         "|---|---|---|---|---|---|---|---|---|",
-        fmt_1d("NCSN + annealed Langevin", h["ncsn_ald"], f"L={h['ncsn_ald']['sampler']['L']}, "
-               f"T={h['ncsn_ald']['sampler']['T']}"),
-        fmt_1d("VAE (learned variance, decoder noise sampled)", h["vae"],
-               f"IWAE(k=100) {h['vae']['iwae_k100']:.3f} >= ELBO {h['vae']['elbo']:.3f} "
-               f"(true log-lik {h['vae']['true_loglik']:.3f})"),
-        fmt_1d("score matching (exact trace) + plain Langevin", h["sm_langevin"],
-               f"relative score error {h['sm_langevin']['rel_score_error']:.4f}"),
+        fmt_1d(
+            "NCSN + annealed Langevin",
+            h["ncsn_ald"],
+            f"L={h['ncsn_ald']['sampler']['L']}, T={h['ncsn_ald']['sampler']['T']}",
+        ),
+        fmt_1d(
+            "VAE (learned variance, decoder noise sampled)",
+            h["vae"],
+            f"IWAE(k=100) {h['vae']['iwae_k100']:.3f} >= ELBO {h['vae']['elbo']:.3f} "
+            f"(true log-lik {h['vae']['true_loglik']:.3f})",
+        ),
+        fmt_1d(
+            "score matching (exact trace) + plain Langevin",
+            h["sm_langevin"],
+            f"relative score error {h['sm_langevin']['rel_score_error']:.4f}",
+        ),
         f"| floor: resampling the {N_TRAIN} training points | {h['bootstrap']['w1']:.3f} | "
         f"{h['bootstrap']['w1_mean']:.3f} | {h['bootstrap']['left']:.4f} | {h['data']['left']:.4f} | | | | |",
         f"| reference: exact i.i.d. samples | {h['iid_exact']['w1']:.3f} | "
@@ -221,11 +268,15 @@ def main() -> None:
         f"{h['iid_exact']['left_all']:.4f} | | | | |",
     ]
     if len(seeds) > 1:
-        lines += ["", f"### All seeds ({', '.join(map(str, seeds))}): W1 (mean of {args.draws} draws) "
-                  f"/ left weight (all {N_SAMPLES * args.draws} chains)", "",
-                  "| seed | training data left | floor (resampled data) | NCSN + ALD | VAE | "
-                  "SM + Langevin | SM rel. score error | NCSN / VAE train s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### All seeds ({', '.join(map(str, seeds))}): W1 (mean of {args.draws} draws) "
+            f"/ left weight (all {N_SAMPLES * args.draws} chains)",
+            "",
+            "| seed | training data left | floor (resampled data) | NCSN + ALD | VAE | "
+            "SM + Langevin | SM rel. score error | NCSN / VAE train s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for s in seeds:
             r = runs[s]
             lines.append(
@@ -234,7 +285,8 @@ def main() -> None:
                 f"{r['vae']['w1_mean']:.3f} / {r['vae']['left_all']:.4f} | "
                 f"{r['sm_langevin']['w1_mean']:.3f} / {r['sm_langevin']['left_all']:.4f} | "
                 f"{r['sm_langevin']['rel_score_error']:.4f} | "
-                f"{r['ncsn_ald']['train_s']:.0f} / {r['vae']['train_s']:.0f} |")
+                f"{r['ncsn_ald']['train_s']:.0f} / {r['vae']['train_s']:.0f} |"
+            )
 
         def avg(key: str, metric: str) -> float:
             return float(np.mean([runs[s][key][metric] for s in seeds]))
@@ -247,39 +299,75 @@ def main() -> None:
             f"(max weight error {worst('ncsn_ald'):.4f}) | {avg('vae', 'w1_mean'):.3f} "
             f"(max weight error {worst('vae'):.4f}) | {avg('sm_langevin', 'w1_mean'):.3f} | "
             f"{avg('sm_langevin', 'rel_score_error'):.4f} | "
-            f"{avg('ncsn_ald', 'train_s'):.0f} / {avg('vae', 'train_s'):.0f} |")
-    lines += ["", f"### The NCSN target (W1 <= {W1_TARGET} for one draw of {N_SAMPLES}), draw by draw: "
-              f"mean W1 +- standard error over {args.draws} draws, and the share of draws that meet it",
-              "", "| seed | NCSN + ALD | floor: resampled training data | exact i.i.d. samples |",
-              "|---|---|---|---|"]
-    for s in seeds:
-        lines.append("| " + " | ".join([str(s)] + [
-            f"{runs[s][k]['w1_mean']:.3f} +- {runs[s][k]['w1_se']:.3f}, {runs[s][k]['pass_rate']:.0%} meet it"
-            for k in ("ncsn_ald", "bootstrap", "iid_exact")]) + " |")
+            f"{avg('ncsn_ald', 'train_s'):.0f} / {avg('vae', 'train_s'):.0f} |"
+        )
     lines += [
-        "", f"### NCSN 2D mixture (seed {args.seed_2d}): weight of the (-5,-5) mode, truth 0.2 "
-        f"(training data: {two['data_w0']:.4f})", "",
+        "",
+        f"### The NCSN target (W1 <= {W1_TARGET} for one draw of {N_SAMPLES}), draw by draw: "
+        f"mean W1 +- standard error over {args.draws} draws, and the share of draws that meet it",
+        "",
+        "| seed | NCSN + ALD | floor: resampled training data | exact i.i.d. samples |",
+        "|---|---|---|---|",
+    ]
+    for s in seeds:
+        lines.append(
+            "| "
+            + " | ".join(
+                [str(s)]
+                + [
+                    f"{runs[s][k]['w1_mean']:.3f} +- {runs[s][k]['w1_se']:.3f}, {runs[s][k]['pass_rate']:.0%} meet it"
+                    for k in ("ncsn_ald", "bootstrap", "iid_exact")
+                ]
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        f"### NCSN 2D mixture (seed {args.seed_2d}): weight of the (-5,-5) mode, truth 0.2 "
+        f"(training data: {two['data_w0']:.4f})",
+        "",
         "| model + sampler | (-5,-5) weight | far from modes | train s | sample s |",
         "|---|---|---|---|---|",
     ]
-    for key, name in (("ncsn_ald", "NCSN + annealed Langevin"),
-                      ("sm_langevin", "score matching (exact) + plain Langevin"),
-                      ("exact_langevin", "exact score + the same plain Langevin")):
+    for key, name in (
+        ("ncsn_ald", "NCSN + annealed Langevin"),
+        ("sm_langevin", "score matching (exact) + plain Langevin"),
+        ("exact_langevin", "exact score + the same plain Langevin"),
+    ):
         r = two[key]
         note = f" (rel. score error {r['rel_score_error']:.4f})" if "rel_score_error" in r else ""
-        lines.append(f"| {name}{note} | {r['w0']:.4f} ({r['w0'] - 0.2:+.4f}) | {r['far']:.4f} | "
-                     f"{r['train_s']:.1f} | {r['sample_s']:.1f} |")
-    lines += ["", f"total {time.perf_counter() - t0:.0f} s; {machine()['platform']}, "
-              f"{os.cpu_count()} cores, torch {torch.__version__}"]
+        lines.append(
+            f"| {name}{note} | {r['w0']:.4f} ({r['w0'] - 0.2:+.4f}) | {r['far']:.4f} | "
+            f"{r['train_s']:.1f} | {r['sample_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"total {time.perf_counter() - t0:.0f} s; {machine()['platform']}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}",
+    ]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump({"machine": machine(), "settings": {"n_train": N_TRAIN, "n_samples": N_SAMPLES,
-                   "n_reference": N_REF, "draws": args.draws, "left_boundary": LEFT, "seeds": seeds,
-                   "seed_2d": args.seed_2d},
-                   "seed_1d": {str(k): v for k, v in runs.items()}, "ncsn_2d": two,
-                   "table": text}, fh, indent=2)
+        json.dump(
+            {
+                "machine": machine(),
+                "settings": {
+                    "n_train": N_TRAIN,
+                    "n_samples": N_SAMPLES,
+                    "n_reference": N_REF,
+                    "draws": args.draws,
+                    "left_boundary": LEFT,
+                    "seeds": seeds,
+                    "seed_2d": args.seed_2d,
+                },
+                "seed_1d": {str(k): v for k, v in runs.items()},
+                "ncsn_2d": two,
+                "table": text,
+            },
+            fh,
+            indent=2,
+        )
     print(f"wrote {args.out}", file=sys.stderr)
 
 

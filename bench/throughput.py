@@ -36,9 +36,12 @@ def measure(shapes, ns, threads_list, budget, reps):
             for th in threads_list:
                 row = C.compare(d, h, n, th, budget, reps)
                 rows.append(row)
-                print(f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
-                      f"({row['cpp_gflops']:6.1f} GF/s)  torch {row['torch_chain_steps_s']:9.3g}/s "
-                      f"({row['torch_gflops']:6.1f} GF/s)  x{row['speedup']:.1f}", flush=True)
+                print(
+                    f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
+                    f"({row['cpp_gflops']:6.1f} GF/s)  torch {row['torch_chain_steps_s']:9.3g}/s "
+                    f"({row['torch_gflops']:6.1f} GF/s)  x{row['speedup']:.1f}",
+                    flush=True,
+                )
     return rows
 
 
@@ -48,26 +51,45 @@ def check(rows, ceiling, all_threads):
     out = []
 
     def row(d, h, n, th):
-        return next((r for r in rows if (r["d"], r["hidden"], r["n"], r["threads"]) == (d, h, n, th)), None)
+        return next(
+            (r for r in rows if (r["d"], r["hidden"], r["n"], r["threads"]) == (d, h, n, th)), None
+        )
 
     for d, h in sorted({(r["d"], r["hidden"]) for r in rows}):
         for n, need in ((1, 10.0), (1_000, 1.5), (100_000, 3.0), (1_000_000, 3.0)):
             r = row(d, h, n, all_threads)
             if r:
-                out.append((f"speed-up vs torch, ({d},{h}) N={n}", r["speedup"], need,
-                            r["speedup"] >= need, need * r["torch_gflops"]))
+                out.append(
+                    (
+                        f"speed-up vs torch, ({d},{h}) N={n}",
+                        r["speedup"],
+                        need,
+                        r["speedup"] >= need,
+                        need * r["torch_gflops"],
+                    )
+                )
         if (d, h) in ((1, 128), (64, 256)):
             for r in rows:
                 if (r["d"], r["hidden"], r["threads"]) == (d, h, all_threads) and r["n"] >= 1_000:
                     frac = r["cpp_gflops"] / ceiling
-                    out.append((f"fraction of sgemm ceiling, ({d},{h}) N={r['n']}", frac, 0.70, frac >= 0.70, None))
+                    out.append(
+                        (
+                            f"fraction of sgemm ceiling, ({d},{h}) N={r['n']}",
+                            frac,
+                            0.70,
+                            frac >= 0.70,
+                            None,
+                        )
+                    )
         if all_threads >= 2:
             for r1 in rows:
                 if (r1["d"], r1["hidden"], r1["threads"]) == (d, h, 1) and r1["n"] >= 10_000:
                     r2 = row(d, h, r1["n"], 2) or row(d, h, r1["n"], all_threads)
                     if r2:
                         s = r2["cpp_chain_steps_s"] / r1["cpp_chain_steps_s"]
-                        out.append((f"2 threads / 1 thread, ({d},{h}) N={r1['n']}", s, 1.8, s >= 1.8, None))
+                        out.append(
+                            (f"2 threads / 1 thread, ({d},{h}) N={r1['n']}", s, 1.8, s >= 1.8, None)
+                        )
     return out
 
 
@@ -83,12 +105,26 @@ def plot(rows, ceiling, peak, path):
         for th in sorted({r["threads"] for r in rows}):
             sel = [r for r in rows if (r["d"], r["hidden"], r["threads"]) == (d, h, th)]
             ns = [r["n"] for r in sel]
-            ax.loglog(ns, [r["cpp_chain_steps_s"] for r in sel], "o-", label=f"gensamp C++, {th} thr")
-            ax.loglog(ns, [r["torch_chain_steps_s"] for r in sel], "s--", label=f"PyTorch loop, {th} thr")
-        ax.axhline(ceiling * 1e9 / C.flops_per_step(d, h), color="k", lw=0.8, ls=":",
-                   label="sgemm ceiling (all threads)")
-        ax.axhline(peak * 1e9 / C.flops_per_step(d, h), color="r", lw=0.8, ls=":",
-                   label="FP32 FMA peak (all threads)")
+            ax.loglog(
+                ns, [r["cpp_chain_steps_s"] for r in sel], "o-", label=f"gensamp C++, {th} thr"
+            )
+            ax.loglog(
+                ns, [r["torch_chain_steps_s"] for r in sel], "s--", label=f"PyTorch loop, {th} thr"
+            )
+        ax.axhline(
+            ceiling * 1e9 / C.flops_per_step(d, h),
+            color="k",
+            lw=0.8,
+            ls=":",
+            label="sgemm ceiling (all threads)",
+        )
+        ax.axhline(
+            peak * 1e9 / C.flops_per_step(d, h),
+            color="r",
+            lw=0.8,
+            ls=":",
+            label="FP32 FMA peak (all threads)",
+        )
         ax.set(title=f"d={d}, hidden={h}", xlabel="chains N", ylabel="chain-steps / s")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -97,9 +133,13 @@ def plot(rows, ceiling, peak, path):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
-    ap.add_argument("--no-check", dest="check", action="store_false", help="report targets, don't fail")
+    ap.add_argument(
+        "--no-check", dest="check", action="store_false", help="report targets, don't fail"
+    )
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
     all_threads = os.cpu_count() or 1
@@ -109,13 +149,17 @@ def main() -> int:
     torch.set_num_threads(all_threads)
     ceiling = C.sgemm_ceiling(1024 if args.smoke else 4096)
     peak = C.fma_peak(all_threads, 0.1 if args.smoke else 0.5)
-    print(f"sgemm ceiling: {ceiling:.1f} GFLOP/s, FP32 FMA peak: {peak:.1f} GFLOP/s "
-          f"({all_threads} threads)  simd={gensamp.simd_level()}")
+    print(
+        f"sgemm ceiling: {ceiling:.1f} GFLOP/s, FP32 FMA peak: {peak:.1f} GFLOP/s "
+        f"({all_threads} threads)  simd={gensamp.simd_level()}"
+    )
     threads_list = sorted({1, all_threads})
     rows = measure(cfg["shapes"], cfg["ns"], threads_list, budget, 1 if args.smoke else 2)
     results = check(rows, ceiling, all_threads)
-    print("\n| target | measured | required | | engine GF/s it needs (FMA peak "
-          f"{peak:.0f}) |\n|---|---|---|---|---|")
+    print(
+        "\n| target | measured | required | | engine GF/s it needs (FMA peak "
+        f"{peak:.0f}) |\n|---|---|---|---|---|"
+    )
     for desc, got, need, ok, gf in results:
         reach = "" if gf is None else f"{gf:.0f}" + ("" if gf <= peak else " (above the peak)")
         print(f"| {desc} | {got:.2f} | >= {need} | {'PASS' if ok else 'FAIL'} | {reach} |")
@@ -123,12 +167,27 @@ def main() -> int:
         if r["threads"] == all_threads:
             r["fraction_of_fma_peak"] = r["cpp_gflops"] / peak
     name = "throughput_smoke" if args.smoke else "throughput"
-    C.write_json(os.path.join(args.out, f"{name}.json"), dict(
-        machine=C.machine(), sgemm_gflops=ceiling, fma_peak_gflops=peak, rows=rows,
-        seconds=time.time() - t0,
-        targets=[dict(target=a, measured=b, required=c, ok=bool(d), engine_gflops_needed=e,
-                      reachable_below_fma_peak=None if e is None else bool(e <= peak))
-                 for a, b, c, d, e in results]))
+    C.write_json(
+        os.path.join(args.out, f"{name}.json"),
+        dict(
+            machine=C.machine(),
+            sgemm_gflops=ceiling,
+            fma_peak_gflops=peak,
+            rows=rows,
+            seconds=time.time() - t0,
+            targets=[
+                dict(
+                    target=a,
+                    measured=b,
+                    required=c,
+                    ok=bool(d),
+                    engine_gflops_needed=e,
+                    reachable_below_fma_peak=None if e is None else bool(e <= peak),
+                )
+                for a, b, c, d, e in results
+            ],
+        ),
+    )
     plot(rows, ceiling, peak, os.path.join(args.out, f"{name}.png"))
     print(f"wrote {args.out}/{name}.json and .png in {time.time() - t0:.0f} s")
     failed = [r for r in results if not r[3]]

@@ -45,8 +45,10 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "exact_scores.png"), dpi=120)
     steps = args.n * len(sigmas) * T
-    print(f"annealed Langevin: {steps:.3g} chain-steps in {t_ald:.2f} s = {steps / t_ald:.3g} /s "
-          f"({gensamp.simd_level()}, {gensamp.samplers.resolve_threads(None)} threads)")
+    print(
+        f"annealed Langevin: {steps:.3g} chain-steps in {t_ald:.2f} s = {steps / t_ald:.3g} /s "
+        f"({gensamp.simd_level()}, {gensamp.samplers.resolve_threads(None)} threads)"
+    )
     print(f"figure: {os.path.join(args.out, 'exact_scores.png')}")
 
 

@@ -13,8 +13,13 @@ BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
 
 
 def _run(script, *args):
-    return subprocess.run([sys.executable, os.path.join(BENCH, script), *args], capture_output=True,
-                          text=True, check=True, timeout=600).stdout
+    return subprocess.run(
+        [sys.executable, os.path.join(BENCH, script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
 
 
 def test_throughput_smoke(tmp_path):
@@ -58,11 +63,24 @@ def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
         pytest.skip("no C++ compiler")
     root = os.path.join(BENCH, "..")
     exe = str(tmp_path / "relu_skip")
-    subprocess.run([cxx, "-O2", "-std=c++17", "-fopenmp", "-I", os.path.join(root, "cpp", "include"),
-                    os.path.join(BENCH, "probes", "relu_skip.cpp"),
-                    os.path.join(root, "cpp", "src", "gemm.cpp"),
-                    os.path.join(root, "cpp", "src", "peak.cpp"), "-o", exe],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            cxx,
+            "-O2",
+            "-std=c++17",
+            "-fopenmp",
+            "-I",
+            os.path.join(root, "cpp", "include"),
+            os.path.join(BENCH, "probes", "relu_skip.cpp"),
+            os.path.join(root, "cpp", "src", "gemm.cpp"),
+            os.path.join(root, "cpp", "src", "peak.cpp"),
+            "-o",
+            exe,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     r = subprocess.run([exe, "128", "48", "32", "0.5"], capture_output=True, text=True, timeout=120)
     if r.returncode == 77:
         pytest.skip(r.stderr.strip())

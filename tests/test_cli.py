@@ -12,8 +12,9 @@ SUBCOMMANDS = ["train", "sample", "plot", "bench", "demo"]
 
 
 def run(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "gensamp", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gensamp", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])
@@ -41,10 +42,11 @@ def test_help_everywhere(sub):
 def test_bad_arguments_give_one_line_and_exit_2(tmp_path, args, needle):
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     model = tmp_path / "m.safetensors"
-    gensamp.export(net, sigma_input="log_sigma", sampler={"sigmas": [1.0, 0.1], "eps": 0.001, "T": 5}
-                   ).save(model)
+    gensamp.export(
+        net, sigma_input="log_sigma", sampler={"sigmas": [1.0, 0.1], "eps": 0.001, "T": 5}
+    ).save(model)
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}        ")
+    bad.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}        ')
     fill = dict(model=str(model), tmp=str(tmp_path), notweights=str(bad))
     r = run(*[a.format(**fill) for a in args])
     assert r.returncode == 2, r.stderr
@@ -57,8 +59,9 @@ def test_sample_and_plot_round_trip(tmp_path):
     # A ReLU net that is exactly linear, score -x/4: the stationary law is N(0, 4/(1-eps/16)).
     W1 = np.array([[1.0], [-1.0]], np.float32)
     W2 = np.array([[-0.25, 0.25]], np.float32)
-    w = gensamp.Weights([(W1, np.zeros(2)), (W2, np.zeros(1))], ["relu"],
-                        sampler={"eps": 0.4, "T": 200})
+    w = gensamp.Weights(
+        [(W1, np.zeros(2)), (W2, np.zeros(1))], ["relu"], sampler={"eps": 0.4, "T": 200}
+    )
     model = tmp_path / "lin.safetensors"
     w.save(model)
     out = tmp_path / "s.npy"
@@ -77,8 +80,18 @@ def test_sample_and_plot_round_trip(tmp_path):
 
 def test_train_then_sample(tmp_path):
     model = tmp_path / "ncsn.safetensors"
-    r = run("train", "ncsn", "ncsn_mixture_2d", "--n", "500", "--epochs", "2", "--quiet",
-            "--out", str(model))
+    r = run(
+        "train",
+        "ncsn",
+        "ncsn_mixture_2d",
+        "--n",
+        "500",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--out",
+        str(model),
+    )
     assert r.returncode == 0, r.stderr
     w = gensamp.load(model)
     assert w.role == "ncsn" and w.dim == 2 and set(w.sampler) == {"sigmas", "eps", "T"}

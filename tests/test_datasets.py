@@ -49,7 +49,9 @@ def test_eight_gaussians_mixture():
     x, mix = D.eight_gaussians(8000, seed=0, radius=3.0, std=0.2, return_mixture=True)
     assert mix.n_components == 8
     np.testing.assert_allclose(np.linalg.norm(mix.means, axis=1), 3.0)
-    np.testing.assert_allclose(np.bincount(mix.component_of(x), minlength=8) / 8000, 1 / 8, atol=0.02)
+    np.testing.assert_allclose(
+        np.bincount(mix.component_of(x), minlength=8) / 8000, 1 / 8, atol=0.02
+    )
 
 
 def test_true_mixture_matches_generators():

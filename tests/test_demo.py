@@ -12,15 +12,39 @@ import sys
 import pytest
 from gensamp import demo
 
-FILES = ["data.png", "vae_samples.png", "sm_samples.png", "ald_samples.png", "true_scores.png",
-         "score_field.png", "training.png", "report.md", "report.json"]
+FILES = [
+    "data.png",
+    "vae_samples.png",
+    "sm_samples.png",
+    "ald_samples.png",
+    "true_scores.png",
+    "score_field.png",
+    "training.png",
+    "report.md",
+    "report.json",
+]
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    r = subprocess.run([sys.executable, "-m", "gensamp", "demo", "--quick", "--quiet", "--seed", "0",
-                        "--out", str(out)], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gensamp",
+            "demo",
+            "--quick",
+            "--quiet",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     return out
 
@@ -69,8 +93,23 @@ def test_report_holds_the_metrics(quick_demo):
 def test_demo_is_reproducible(quick_demo, tmp_path):
     """Same seed, same report numbers (sampling is deterministic; training is seeded)."""
     rep1 = json.loads((quick_demo / "report.json").read_text())["results"]
-    r = subprocess.run([sys.executable, "-m", "gensamp", "demo", "--quick", "--quiet", "--seed", "0",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gensamp",
+            "demo",
+            "--quick",
+            "--quiet",
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr
     rep2 = json.loads((tmp_path / "report.json").read_text())["results"]
     for key in ("ncsn_ald", "vae", "sm_langevin", "exact2d_ald"):

@@ -73,7 +73,9 @@ def test_langevin_bad_arguments(w, gm):
 
 
 def test_missing_schedule_is_a_clear_error(w):
-    with pytest.raises(ValueError, match="sigmas, eps, T not given and the model stores no default"):
+    with pytest.raises(
+        ValueError, match="sigmas, eps, T not given and the model stores no default"
+    ):
         gensamp.annealed_langevin(w)
 
 

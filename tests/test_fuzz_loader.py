@@ -36,14 +36,21 @@ def base_weights():
     rng = np.random.default_rng(0)
 
     def layer(o, i):
-        return (rng.normal(scale=0.5, size=(o, i)).astype(np.float32),
-                rng.normal(scale=0.1, size=o).astype(np.float32))
+        return (
+            rng.normal(scale=0.5, size=(o, i)).astype(np.float32),
+            rng.normal(scale=0.1, size=o).astype(np.float32),
+        )
 
     score = gensamp.Weights([layer(8, 2), layer(8, 8), layer(2, 8)], ["relu", "tanh"])
     ncsn = gensamp.Weights(
-        [layer(6, 4), layer(3, 6)], ["silu"], sigma_input="log_sigma", divide_by_sigma=True,
-        shift=[1.0, -2.0, 0.5], scale=[2.0, 0.5, 1.0],
-        sampler={"sigmas": [2.0, 0.5, 0.1], "eps": 1e-3, "T": 10}, info={"note": "fuzz"},
+        [layer(6, 4), layer(3, 6)],
+        ["silu"],
+        sigma_input="log_sigma",
+        divide_by_sigma=True,
+        shift=[1.0, -2.0, 0.5],
+        scale=[2.0, 0.5, 1.0],
+        sampler={"sigmas": [2.0, 0.5, 0.1], "eps": 1e-3, "T": 10},
+        info={"note": "fuzz"},
     )
     vae = gensamp.Weights([layer(6, 2), layer(4, 6)], ["gelu"], role="vae_decoder")
     return [score, ncsn, vae]
@@ -51,7 +58,7 @@ def base_weights():
 
 def split(raw):
     n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def join(header, body, pad=True):
@@ -63,22 +70,84 @@ def join(header, body, pad=True):
 
 # ---- mutations ---------------------------------------------------------------------------------
 
-DTYPES = ["F16", "BF16", "F64", "I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64", "BOOL",
-          "F8_E4M3", "F8_E5M2", "F32", "f32", "", "XYZ", 7, None]
+DTYPES = [
+    "F16",
+    "BF16",
+    "F64",
+    "I8",
+    "I16",
+    "I32",
+    "I64",
+    "U8",
+    "U16",
+    "U32",
+    "U64",
+    "BOOL",
+    "F8_E4M3",
+    "F8_E5M2",
+    "F32",
+    "f32",
+    "",
+    "XYZ",
+    7,
+    None,
+]
 WEIRD_META = [
-    "", "0", "1", "2", "-1", "1.0", "\u00b2", "\u0661", "1e3", "true", "false", "null", "{}",
-    "[]", "abc", "none", "sigma", "log_sigma", "score", "ncsn", "vae_decoder", '["relu"]',
-    '["relu", "mish"]', '["relu", 3]', '{"sigmas": [1e400]}', '{"T": 1e400}', '{"T": NaN}',
-    '{"T": 0}', '{"T": true}', '{"T": "5"}', '{"eps": -1}', '{"eps": Infinity}',
-    '{"sigmas": "x"}', '{"sigmas": [2, 1, 1]}', '{"sigmas": [[1]]}', '{"sigmas": []}',
-    '{"extra": 1}', "[" * 3000 + "]" * 3000, '{"x": ' + "1" * 5000 + "}", "{not json",
-    '"\\ud800"', "\x00", "9" * 40, "1000", "1001", "gensamp.weights",
+    "",
+    "0",
+    "1",
+    "2",
+    "-1",
+    "1.0",
+    "\u00b2",
+    "\u0661",
+    "1e3",
+    "true",
+    "false",
+    "null",
+    "{}",
+    "[]",
+    "abc",
+    "none",
+    "sigma",
+    "log_sigma",
+    "score",
+    "ncsn",
+    "vae_decoder",
+    '["relu"]',
+    '["relu", "mish"]',
+    '["relu", 3]',
+    '{"sigmas": [1e400]}',
+    '{"T": 1e400}',
+    '{"T": NaN}',
+    '{"T": 0}',
+    '{"T": true}',
+    '{"T": "5"}',
+    '{"eps": -1}',
+    '{"eps": Infinity}',
+    '{"sigmas": "x"}',
+    '{"sigmas": [2, 1, 1]}',
+    '{"sigmas": [[1]]}',
+    '{"sigmas": []}',
+    '{"extra": 1}',
+    "[" * 3000 + "]" * 3000,
+    '{"x": ' + "1" * 5000 + "}",
+    "{not json",
+    '"\\ud800"',
+    "\x00",
+    "9" * 40,
+    "1000",
+    "1001",
+    "gensamp.weights",
 ]
 
 
 def _tensor_keys(h):
-    return [k for k, v in h.items()
-            if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v and "shape" in v]
+    return [
+        k
+        for k, v in h.items()
+        if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v and "shape" in v
+    ]
 
 
 def m_bitflip(rng, raw, h, body):
@@ -106,7 +175,7 @@ def m_header_byte(rng, raw, h, body):
 
 
 def m_truncate(rng, raw, h, body):
-    return raw[:rng.randrange(len(raw))]
+    return raw[: rng.randrange(len(raw))]
 
 
 def m_extend(rng, raw, h, body):
@@ -115,8 +184,26 @@ def m_extend(rng, raw, h, body):
 
 def m_header_len(rng, raw, h, body):
     n = struct.unpack("<Q", raw[:8])[0]
-    v = rng.choice([0, 1, 2, n - 1, n + 1, n - 8, n + 8, len(raw) - 8, len(raw), 100_000_001,
-                    2**31, 2**32, 2**63, 2**64 - 1, rng.randrange(2**64), rng.randrange(64)])
+    v = rng.choice(
+        [
+            0,
+            1,
+            2,
+            n - 1,
+            n + 1,
+            n - 8,
+            n + 8,
+            len(raw) - 8,
+            len(raw),
+            100_000_001,
+            2**31,
+            2**32,
+            2**63,
+            2**64 - 1,
+            rng.randrange(2**64),
+            rng.randrange(64),
+        ]
+    )
     return struct.pack("<Q", v % 2**64) + raw[8:]
 
 
@@ -173,8 +260,18 @@ def m_tensors(rng, raw, h, body):
     elif op == 1:
         h[k + ".copy"] = dict(h[k])
     elif op == 2:
-        h[rng.choice(["layers.9.weight", "norm.shift", "norm.scale", "layers.0.weight ",
-                      "__metadata__x", "Layers.0.weight"])] = h.pop(k)
+        h[
+            rng.choice(
+                [
+                    "layers.9.weight",
+                    "norm.shift",
+                    "norm.scale",
+                    "layers.0.weight ",
+                    "__metadata__x",
+                    "Layers.0.weight",
+                ]
+            )
+        ] = h.pop(k)
     else:
         k2 = rng.choice(keys)
         h[k], h[k2] = h[k2], h[k]
@@ -201,8 +298,20 @@ def m_metadata(rng, raw, h, body):
 
 
 def m_header_whole(rng, raw, h, body):
-    hdr = rng.choice([b"{}", b"[]", b"null", b"{", b"", b"\xff\xfe{}", b'{"a":1}', b"{" + b" " * 7,
-                      b'{"__metadata__":{}}', bytes(rng.randrange(256) for _ in range(40))])
+    hdr = rng.choice(
+        [
+            b"{}",
+            b"[]",
+            b"null",
+            b"{",
+            b"",
+            b"\xff\xfe{}",
+            b'{"a":1}',
+            b"{" + b" " * 7,
+            b'{"__metadata__":{}}',
+            bytes(rng.randrange(256) for _ in range(40)),
+        ]
+    )
     return struct.pack("<Q", len(hdr)) + hdr + body
 
 
@@ -212,15 +321,24 @@ def m_values(rng, raw, h, body):
     vals = [math.nan, math.inf, -math.inf, 3.0e38, -3.4e38, 1e-45, 1e30, -0.0]
     for _ in range(rng.randint(1, 3)):
         i = 8 + n + 4 * rng.randrange(len(body) // 4)
-        b[i:i + 4] = struct.pack("<f", rng.choice(vals))
+        b[i : i + 4] = struct.pack("<f", rng.choice(vals))
     return bytes(b)
 
 
 def m_random(rng, raw, h, body):
     size = rng.choice([0, 1, 7, 8, 9, 16, 100, 1000, rng.randrange(4000)])
     data = bytes(rng.randrange(256) for _ in range(size))
-    prefix = rng.choice([b"", b"", b"\x80\x04", b"\x80\x02", b"PK\x03\x04", b"\x00" * 8,
-                         struct.pack("<Q", max(0, size - 8)) + b"{"])
+    prefix = rng.choice(
+        [
+            b"",
+            b"",
+            b"\x80\x04",
+            b"\x80\x02",
+            b"PK\x03\x04",
+            b"\x00" * 8,
+            struct.pack("<Q", max(0, size - 8)) + b"{",
+        ]
+    )
     return prefix + data
 
 
@@ -229,9 +347,23 @@ def m_pickle(rng, raw, h, body):
     return payload if rng.random() < 0.7 else struct.pack("<Q", len(payload)) + payload
 
 
-MUTATORS = [m_bitflip, m_byteset, m_header_byte, m_truncate, m_extend, m_header_len, m_dtype,
-            m_shape, m_offsets, m_tensors, m_metadata, m_header_whole, m_values, m_random,
-            m_pickle]
+MUTATORS = [
+    m_bitflip,
+    m_byteset,
+    m_header_byte,
+    m_truncate,
+    m_extend,
+    m_header_len,
+    m_dtype,
+    m_shape,
+    m_offsets,
+    m_tensors,
+    m_metadata,
+    m_header_whole,
+    m_values,
+    m_random,
+    m_pickle,
+]
 
 
 def mutate(case, bases):
@@ -322,24 +454,36 @@ def fuzz(first, count, workdir, progress_file=None):
             bad = f"forward raised {type(exc).__name__}: {exc}"
         if bad:
             problems.append(dict(case=case, how=how, problem=bad[:300]))
-    return dict(cases=count, outcomes=outcomes, problems=problems[:20], n_problems=len(problems),
-                by_mutation=by_mutation, reasons=reasons, seconds=time.perf_counter() - start)
+    return dict(
+        cases=count,
+        outcomes=outcomes,
+        problems=problems[:20],
+        n_problems=len(problems),
+        by_mutation=by_mutation,
+        reasons=reasons,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def test_fuzzed_weight_files_never_crash(tmp_path):
     progress = tmp_path / "progress.txt"
-    code = (f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); import test_fuzz_loader as t; "
-            f"print(json.dumps(t.fuzz(0, {N_CASES}, {str(tmp_path)!r}, {str(progress)!r})))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); import test_fuzz_loader as t; "
+        f"print(json.dumps(t.fuzz(0, {N_CASES}, {str(tmp_path)!r}, {str(progress)!r})))"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, str(TESTS)]))
     try:
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           timeout=300, env=env)
+        p = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"the fuzzing loop hung; last case started: {progress.read_text()}")
     last = progress.read_text() if progress.exists() else "?"
-    assert p.returncode == 0, (f"the loader crashed the interpreter (status {p.returncode}) on "
-                               f"case {last}; reproduce: FUZZ_CASE=<case> python "
-                               f"tests/test_fuzz_loader.py\n{p.stderr[-3000:]}")
+    assert p.returncode == 0, (
+        f"the loader crashed the interpreter (status {p.returncode}) on "
+        f"case {last}; reproduce: FUZZ_CASE=<case> python "
+        f"tests/test_fuzz_loader.py\n{p.stderr[-3000:]}"
+    )
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["cases"] >= 10_000
     assert r["n_problems"] == 0, json.dumps(r["problems"], indent=1)
@@ -376,6 +520,7 @@ def _rewrite(path, header_fn=None, body_fn=None, raw_fn=None):
 
 def _resave(fn):
     """Edits the tensors/metadata and writes a well-formed safetensors file again."""
+
     def raw_fn(raw):
         from safetensors.numpy import load, save
 
@@ -383,13 +528,15 @@ def _resave(fn):
         meta = split(raw)[0]["__metadata__"]
         fn(tensors, meta)
         return save(tensors, metadata=meta)
+
     return dict(raw_fn=raw_fn)
 
 
 def _set_value(name, index, value):
     def fn(h, body):
         start = h[name]["data_offsets"][0] + 4 * index
-        return body[:start] + struct.pack("<f", value) + body[start + 4:]
+        return body[:start] + struct.pack("<f", value) + body[start + 4 :]
+
     return fn
 
 
@@ -402,69 +549,136 @@ BAD_FILES = [
     ("truncated-in-header", dict(raw_fn=lambda r: r[:40]), "does not fit"),
     ("empty", dict(raw_fn=lambda r: b""), "too short"),
     ("4 bytes", dict(raw_fn=lambda r: b"abcd"), "too short"),
-    ("bit flip in header", dict(raw_fn=lambda r: r[:20] + bytes([r[20] ^ 0x40]) + r[21:]),
-     "not a valid gensamp weights file"),
-    ("oversized header length", dict(raw_fn=lambda r: struct.pack("<Q", 2**63) + r[8:]),
-     "does not fit"),
+    (
+        "bit flip in header",
+        dict(raw_fn=lambda r: r[:20] + bytes([r[20] ^ 0x40]) + r[21:]),
+        "not a valid gensamp weights file",
+    ),
+    (
+        "oversized header length",
+        dict(raw_fn=lambda r: struct.pack("<Q", 2**63) + r[8:]),
+        "does not fit",
+    ),
     ("header length 0", dict(raw_fn=lambda r: struct.pack("<Q", 0) + r[8:]), "does not fit"),
-    ("header > 100 MB claimed", dict(raw_fn=lambda r: struct.pack("<Q", 100_000_001) + r[8:]),
-     "does not fit"),
-    ("header not JSON", dict(raw_fn=lambda r: struct.pack("<Q", 4) + b"abcd" + r[8:]),
-     "not a JSON object"),
+    (
+        "header > 100 MB claimed",
+        dict(raw_fn=lambda r: struct.pack("<Q", 100_000_001) + r[8:]),
+        "does not fit",
+    ),
+    (
+        "header not JSON",
+        dict(raw_fn=lambda r: struct.pack("<Q", 4) + b"abcd" + r[8:]),
+        "not a JSON object",
+    ),
     ("header JSON list", dict(raw_fn=lambda r: struct.pack("<Q", 2) + b"[]"), "not a JSON object"),
-    ("random bytes",
-     dict(raw_fn=lambda r: bytes(random.Random(1).randrange(256) for _ in range(500))),
-     "not a valid gensamp weights file"),
-    ("dtype relabelled F64", dict(header_fn=lambda h: h["layers.0.weight"].update(dtype="F64")),
-     "not a valid gensamp weights file"),
-    ("float64 tensor",
-     _resave(lambda t, m: t.update({"layers.0.weight": t["layers.0.weight"].astype(np.float64)})),
-     "layers.0.weight has dtype float64, expected float32"),
-    ("float16 tensor", _resave(lambda t, m: t.update({"norm.shift": t["norm.shift"].astype(
-        np.float16)})), "norm.shift has dtype float16"),
-    ("int32 tensor", _resave(lambda t, m: t.update({"layers.1.bias": t["layers.1.bias"].astype(
-        np.int32)})), "layers.1.bias has dtype int32"),
-    ("wrong shape (transposed)",
-     dict(header_fn=lambda h: h["layers.1.weight"].update(shape=[6, 3])),
-     "b has 3 entries but W has 6 rows"),
-    ("wrong shape (layers do not chain)", _resave(lambda t, m: t.update(
-        {"layers.1.weight": np.ones((3, 5), np.float32)})), r"layers\[1\] takes 5 inputs"),
-    ("wrong shape (shift length)", _resave(lambda t, m: t.update(
-        {"norm.shift": np.ones(5, np.float32)})), "shift must have length d=3"),
-    ("wrong shape (1-D weight)", dict(header_fn=lambda h: h["layers.1.weight"].update(shape=[18])),
-     "2 dimension"),
+    (
+        "random bytes",
+        dict(raw_fn=lambda r: bytes(random.Random(1).randrange(256) for _ in range(500))),
+        "not a valid gensamp weights file",
+    ),
+    (
+        "dtype relabelled F64",
+        dict(header_fn=lambda h: h["layers.0.weight"].update(dtype="F64")),
+        "not a valid gensamp weights file",
+    ),
+    (
+        "float64 tensor",
+        _resave(
+            lambda t, m: t.update({"layers.0.weight": t["layers.0.weight"].astype(np.float64)})
+        ),
+        "layers.0.weight has dtype float64, expected float32",
+    ),
+    (
+        "float16 tensor",
+        _resave(lambda t, m: t.update({"norm.shift": t["norm.shift"].astype(np.float16)})),
+        "norm.shift has dtype float16",
+    ),
+    (
+        "int32 tensor",
+        _resave(lambda t, m: t.update({"layers.1.bias": t["layers.1.bias"].astype(np.int32)})),
+        "layers.1.bias has dtype int32",
+    ),
+    (
+        "wrong shape (transposed)",
+        dict(header_fn=lambda h: h["layers.1.weight"].update(shape=[6, 3])),
+        "b has 3 entries but W has 6 rows",
+    ),
+    (
+        "wrong shape (layers do not chain)",
+        _resave(lambda t, m: t.update({"layers.1.weight": np.ones((3, 5), np.float32)})),
+        r"layers\[1\] takes 5 inputs",
+    ),
+    (
+        "wrong shape (shift length)",
+        _resave(lambda t, m: t.update({"norm.shift": np.ones(5, np.float32)})),
+        "shift must have length d=3",
+    ),
+    (
+        "wrong shape (1-D weight)",
+        dict(header_fn=lambda h: h["layers.1.weight"].update(shape=[18])),
+        "2 dimension",
+    ),
     ("NaN weight", dict(body_fn=_set_value("layers.0.weight", 3, math.nan)), "contains NaN or Inf"),
     ("Inf bias", dict(body_fn=_set_value("layers.1.bias", 0, math.inf)), "contains NaN or Inf"),
     ("NaN scale", dict(body_fn=_set_value("norm.scale", 1, math.nan)), "contains NaN or Inf"),
     ("zero scale", dict(body_fn=_set_value("norm.scale", 1, 0.0)), "scale must be > 0"),
     ("version 2", dict(header_fn=_meta(format_version="2")), "format_version '2' is not supported"),
     ("version '\u00b2'", dict(header_fn=_meta(format_version="\u00b2")), "format_version"),
-    ("version missing", dict(header_fn=lambda h: h["__metadata__"].pop("format_version")),
-     "format_version"),
+    (
+        "version missing",
+        dict(header_fn=lambda h: h["__metadata__"].pop("format_version")),
+        "format_version",
+    ),
     ("other format", dict(header_fn=_meta(format="pytorch")), "format"),
     ("no metadata", dict(header_fn=lambda h: h.pop("__metadata__")), "format"),
     ("n_layers '\u00b2'", dict(header_fn=_meta(n_layers="\u00b2")), "n_layers"),
     ("n_layers 10**40", dict(header_fn=_meta(n_layers="1" + "0" * 40)), "n_layers"),
     ("missing tensor", _resave(lambda t, m: t.pop("layers.1.bias")), "missing or unexpected"),
-    ("extra tensor", _resave(lambda t, m: t.update({"evil": np.ones(2, np.float32)})),
-     "missing or unexpected"),
+    (
+        "extra tensor",
+        _resave(lambda t, m: t.update({"evil": np.ones(2, np.float32)})),
+        "missing or unexpected",
+    ),
     ("shift without scale", _resave(lambda t, m: t.pop("norm.scale")), "missing or unexpected"),
-    ("tensor data out of bounds", dict(header_fn=lambda h: h["layers.1.bias"].update(
-        data_offsets=[h["layers.1.bias"]["data_offsets"][0], 10**6])), "not a valid gensamp"),
+    (
+        "tensor data out of bounds",
+        dict(
+            header_fn=lambda h: h["layers.1.bias"].update(
+                data_offsets=[h["layers.1.bias"]["data_offsets"][0], 10**6]
+            )
+        ),
+        "not a valid gensamp",
+    ),
     ("unknown activation", dict(header_fn=_meta(activations='["mish"]')), "unknown activation"),
     ("bad sigma_input", dict(header_fn=_meta(sigma_input="sqrt")), "sigma_input"),
     ("bad role", dict(header_fn=_meta(role="gan")), "role"),
     ("sampler T = 1e400", dict(header_fn=_meta(sampler='{"T": 1e400}')), "OverflowError|stored T"),
-    ("sampler sigmas increasing", dict(header_fn=_meta(sampler='{"sigmas": [1, 2]}')),
-     "decreasing"),
+    (
+        "sampler sigmas increasing",
+        dict(header_fn=_meta(sampler='{"sigmas": [1, 2]}')),
+        "decreasing",
+    ),
     ("sampler eps NaN", dict(header_fn=_meta(sampler='{"eps": NaN}')), "stored eps"),
-    ("info nested 100k deep", dict(header_fn=_meta(info="[" * 100_000 + "]" * 100_000)),
-     "not valid JSON"),
-    ("info with a 5000-digit number", dict(header_fn=_meta(info='{"x": ' + "9" * 5000 + "}")),
-     "not valid JSON"),
+    (
+        "info nested 100k deep",
+        dict(header_fn=_meta(info="[" * 100_000 + "]" * 100_000)),
+        "not valid JSON",
+    ),
+    (
+        "info with a 5000-digit number",
+        dict(header_fn=_meta(info='{"x": ' + "9" * 5000 + "}")),
+        "not valid JSON",
+    ),
     ("divide_by_sigma 'yes'", dict(header_fn=_meta(divide_by_sigma="yes")), "divide_by_sigma"),
-    ("overlapping tensors", dict(header_fn=lambda h: h["layers.1.bias"].update(
-        data_offsets=h["layers.0.bias"]["data_offsets"])), "not a valid gensamp weights file"),
+    (
+        "overlapping tensors",
+        dict(
+            header_fn=lambda h: h["layers.1.bias"].update(
+                data_offsets=h["layers.0.bias"]["data_offsets"]
+            )
+        ),
+        "not a valid gensamp weights file",
+    ),
 ]
 
 

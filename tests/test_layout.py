@@ -59,8 +59,13 @@ NO_TORCH = textwrap.dedent(
 
 
 def test_sampling_works_where_torch_cannot_be_imported(tmp_path):
-    r = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path)], capture_output=True,
-                       text=True, timeout=300, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("ok")
 
@@ -86,8 +91,9 @@ def test_one_integer_rule_accepts_integral_values(value):
     assert V.as_int(value, "n", 1) == 2
 
 
-@pytest.mark.parametrize(("value", "exc"), [(2.5, TypeError), (True, TypeError), ("2", TypeError),
-                                            (0, ValueError)])
+@pytest.mark.parametrize(
+    ("value", "exc"), [(2.5, TypeError), (True, TypeError), ("2", TypeError), (0, ValueError)]
+)
 def test_one_integer_rule_refuses_the_rest(value, exc):
     with pytest.raises(exc, match="n must be"):
         V.as_int(value, "n", 1)
@@ -112,8 +118,9 @@ def test_one_sigma_rule_everywhere(bad, seed_mixture):
     checks = [
         lambda: V.as_sigmas(bad),
         lambda: gensamp.annealed_langevin(seed_mixture, bad, 0.1, 2),
-        lambda: gensamp.Weights([(np.ones((1, 2)), np.zeros(1))], [], sigma_input="sigma",
-                                sampler={"sigmas": bad}),
+        lambda: gensamp.Weights(
+            [(np.ones((1, 2)), np.zeros(1))], [], sigma_input="sigma", sampler={"sigmas": bad}
+        ),
         lambda: NCSN(1, bad),
     ]
     for check in checks:

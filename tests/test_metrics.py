@@ -29,7 +29,9 @@ def _scipy_ks(x, y):
 @given(samples, samples)
 @settings(max_examples=60, deadline=None)
 def test_1d_distances_match_scipy(x, y):
-    assert M.wasserstein_1d(x, y) == pytest.approx(st.wasserstein_distance(x, y), rel=1e-9, abs=1e-9)
+    assert M.wasserstein_1d(x, y) == pytest.approx(
+        st.wasserstein_distance(x, y), rel=1e-9, abs=1e-9
+    )
     assert M.ks_statistic(x, y) == pytest.approx(_scipy_ks(x, y), abs=1e-12)
     assert M.energy_distance(x, y) == pytest.approx(st.energy_distance(x, y), rel=1e-7, abs=1e-7)
 
@@ -40,7 +42,9 @@ def test_1d_distances_with_ties_and_sizes():
     y = rng.normal(2, 1, 1000).round(1)
     assert M.wasserstein_1d(x, y) == pytest.approx(st.wasserstein_distance(x, y), rel=1e-12)
     assert M.ks_statistic(x, y) == pytest.approx(_scipy_ks(x, y), abs=1e-12)
-    assert M.energy_distance(x[:, None], y[:, None]) == pytest.approx(st.energy_distance(x, y), rel=1e-10)
+    assert M.energy_distance(x[:, None], y[:, None]) == pytest.approx(
+        st.energy_distance(x, y), rel=1e-10
+    )
 
 
 def test_wasserstein_properties():
@@ -102,11 +106,15 @@ def test_score_error(mix):
     # a shift of 0.5 in one coordinate of the heavy mode: error 0.25 on ~80% of points
     assert M.score_error(shifted, mix, x) == pytest.approx(0.25 * 0.8, abs=0.03)
     rel = M.score_error(shifted, mix, x, relative=True)
-    assert rel == pytest.approx(M.score_error(shifted, mix, x) / np.mean(np.sum(mix.score(x) ** 2, 1)))
+    assert rel == pytest.approx(
+        M.score_error(shifted, mix, x) / np.mean(np.sum(mix.score(x) ** 2, 1))
+    )
     # callables and noise levels: the score of N(0, (1 + s^2) I) mixture components
     err = M.score_error(lambda p, s: mix.score(p, s), mix, x, sigma=0.7)
     assert err == 0.0
-    assert M.score_error(lambda p: torch.tensor(mix.score(p)), mix, x) == pytest.approx(0.0, abs=1e-12)
+    assert M.score_error(lambda p: torch.tensor(mix.score(p)), mix, x) == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_metric_errors(mix):

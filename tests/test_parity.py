@@ -33,8 +33,13 @@ CASES = [
 @pytest.mark.parametrize("act,mode,divide,d,width", CASES)
 def test_network_sampler_parity(act, mode, divide, d, width):
     net = random_mlp(d, width, act, mode, seed=d * 1000 + width)
-    w = gensamp.export(net, sigma_input=mode, divide_by_sigma=divide,
-                       shift=np.linspace(-1, 1, d), scale=np.linspace(0.5, 2, d))
+    w = gensamp.export(
+        net,
+        sigma_input=mode,
+        divide_by_sigma=divide,
+        shift=np.linspace(-1, 1, d),
+        scale=np.linspace(0.5, 2, d),
+    )
     rng = np.random.default_rng(d)
     x0 = rng.normal(size=(N, d)).astype(np.float32)
     if mode == "none" and not divide:
@@ -59,7 +64,9 @@ def test_mixture_sampler_parity(cov):
         gm = gensamp.GaussianMixture([1, 2, 3], means, stds=rng.uniform(0.5, 2, size=(K, d)))
     else:
         A = rng.normal(size=(K, d, d))
-        gm = gensamp.GaussianMixture([1, 2, 3], means, covs=A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d))
+        gm = gensamp.GaussianMixture(
+            [1, 2, 3], means, covs=A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(d)
+        )
     sig = np.geomspace(5, 0.5, 4)
     a = gensamp.annealed_langevin(gm, sig, 0.05, 250, n=N, seed=2, denoise=True)
     b = ref.annealed_langevin(gm, sig, 0.05, 250, n=N, seed=2, denoise=True)
@@ -80,7 +87,9 @@ def test_mixture_score_matches_numpy(seed_mixture):
 def test_trajectory_and_denoise_parity():
     net = random_mlp(2, 32, "tanh", "log_sigma", seed=8)
     w = gensamp.export(net, sigma_input="log_sigma", divide_by_sigma=True)
-    a, ta = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 50, n=N, seed=1, denoise=True, record_every=7)
+    a, ta = gensamp.annealed_langevin(
+        w, SIGMAS, 1e-3, 50, n=N, seed=1, denoise=True, record_every=7
+    )
     b, tb = ref.annealed_langevin(w, SIGMAS, 1e-3, 50, n=N, seed=1, denoise=True, record_every=7)
     assert ta.shape == tb.shape == (200 // 7, N, 2)
     assert_parity(a, b, "denoised output")
@@ -93,6 +102,7 @@ def test_vae_sample_parity():
     dec = random_mlp(3, 64, "relu", seed=2)
     # Decoder: latent 3 -> 2*d outputs [mean | log-variance] for d = 2.
     import torch
+
     dec[-1] = torch.nn.Linear(64, 4)
     w = gensamp.export(dec, role="vae_decoder", shift=[1.0, -2.0], scale=[2.0, 3.0])
     assert (w.dim, w.latent_dim) == (2, 3)

@@ -25,17 +25,25 @@ from hypothesis.extra import numpy as hnp
 # hypothesis builds a mypy_extensions.TypedDict while reporting a failure; under the project's
 # filterwarnings = error that DeprecationWarning would hide the failure behind an INTERNALERROR.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+    "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+)
 
-SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 F32_MAX = float(np.finfo(np.float32).max)
 
 # One mixture per dimension, built once (hypothesis calls each test many times).
-MIXTURES = {d: gensamp.GaussianMixture([1, 2], [[-2.0] * d, [1.5] * d], stds=[0.7, 1.3])
-            for d in range(1, 5)}
-NCSN = gensamp.export(random_mlp(3, 40, "silu", "log_sigma", seed=2), sigma_input="log_sigma",
-                      divide_by_sigma=True)
+MIXTURES = {
+    d: gensamp.GaussianMixture([1, 2], [[-2.0] * d, [1.5] * d], stds=[0.7, 1.3])
+    for d in range(1, 5)
+}
+NCSN = gensamp.export(
+    random_mlp(3, 40, "silu", "log_sigma", seed=2), sigma_input="log_sigma", divide_by_sigma=True
+)
 
 
 def assert_parity(a, b, what=""):
@@ -57,8 +65,18 @@ def quietly(fn):
 
 # ---- x0: dtypes and layouts -------------------------------------------------------------------
 
-DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
-          np.uint16, np.uint64]
+DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.uint16,
+    np.uint64,
+]
 LAYOUTS = ["C", "F", "strided", "reversed", "list", "torch", "torch-transposed", "torch-grad"]
 
 
@@ -132,8 +150,12 @@ def test_nan_inf_or_out_of_range_x0_is_a_value_error(n, d, data):
     i, j = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, d - 1))
     arr[i, j] = bad
     wrap = data.draw(st.sampled_from(["numpy", "list", "torch", "F"]))
-    x0 = {"numpy": arr, "list": arr.tolist(), "torch": torch.from_numpy(arr),
-          "F": np.asfortranarray(arr)}[wrap]
+    x0 = {
+        "numpy": arr,
+        "list": arr.tolist(),
+        "torch": torch.from_numpy(arr),
+        "F": np.asfortranarray(arr),
+    }[wrap]
     with pytest.raises(ValueError, match="x0 contains NaN or Inf"):
         gensamp.langevin(MIXTURES[d], 0.1, 2, x0=x0)
     with pytest.raises(ValueError, match="x0 contains NaN or Inf"):
@@ -144,21 +166,25 @@ def test_nan_inf_or_out_of_range_x0_is_a_value_error(n, d, data):
 @given(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5), st.integers(1, 4))
 def test_wrong_x0_shapes_are_value_errors(shape, d):
     valid = (len(shape) == 2 and shape[1] == d and shape[0] >= 1) or (
-        len(shape) == 1 and d == 1 and shape[0] >= 1)
+        len(shape) == 1 and d == 1 and shape[0] >= 1
+    )
     assume(not valid)
     with pytest.raises(ValueError, match=r"x0 must have shape \[n, \d\]|x0 is empty"):
         gensamp.langevin(MIXTURES[d], 0.1, 2, x0=np.zeros(shape))
 
 
-@pytest.mark.parametrize("x0,exc,match", [
-    ([[1, 2], [3]], ValueError, "x0 must be a rectangular"),
-    ([[1, None]], TypeError, "x0 must be a real numeric array"),
-    ("ab", TypeError, "x0 must be a real numeric array"),
-    (np.ones((3, 2), complex), TypeError, "x0 must be a real numeric array"),
-    (np.ones((3, 2), bool), TypeError, "x0 must be a real numeric array"),
-    (torch.ones(3, 2, dtype=torch.complex64), TypeError, "x0 must be a real numeric array"),
-    (np.array([["2020-01-01"] * 2], dtype="datetime64[D]"), TypeError, "real numeric"),
-])
+@pytest.mark.parametrize(
+    "x0,exc,match",
+    [
+        ([[1, 2], [3]], ValueError, "x0 must be a rectangular"),
+        ([[1, None]], TypeError, "x0 must be a real numeric array"),
+        ("ab", TypeError, "x0 must be a real numeric array"),
+        (np.ones((3, 2), complex), TypeError, "x0 must be a real numeric array"),
+        (np.ones((3, 2), bool), TypeError, "x0 must be a real numeric array"),
+        (torch.ones(3, 2, dtype=torch.complex64), TypeError, "x0 must be a real numeric array"),
+        (np.array([["2020-01-01"] * 2], dtype="datetime64[D]"), TypeError, "real numeric"),
+    ],
+)
 def test_non_numeric_x0_is_refused_by_name(x0, exc, match):
     with pytest.raises(exc, match=match):
         gensamp.langevin(MIXTURES[2], 0.1, 2, x0=x0)
@@ -167,10 +193,46 @@ def test_non_numeric_x0_is_refused_by_name(x0, exc, match):
 # ---- scalar arguments ------------------------------------------------------------------------
 
 ODD_VALUES = [
-    None, True, False, np.bool_(True), 0, 1, -1, 2, 3, 2.0, 2.5, -0.0, 0.5, 1e-300, math.nan,
-    math.inf, -math.inf, 1e300, 3.5e38, 2**31, 2**32 + 1, 2**63, 2**64, 2**64 - 1, -2**63,
-    10**15, np.int64(3), np.uint8(2), np.float32(0.25), np.float64(2.0), np.array(3),
-    np.array([3]), "3", b"3", [3], (3,), 3 + 0j, Fraction(1, 2), Fraction(4, 2), Decimal("0.5"),
+    None,
+    True,
+    False,
+    np.bool_(True),
+    0,
+    1,
+    -1,
+    2,
+    3,
+    2.0,
+    2.5,
+    -0.0,
+    0.5,
+    1e-300,
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e300,
+    3.5e38,
+    2**31,
+    2**32 + 1,
+    2**63,
+    2**64,
+    2**64 - 1,
+    -(2**63),
+    10**15,
+    np.int64(3),
+    np.uint8(2),
+    np.float32(0.25),
+    np.float64(2.0),
+    np.array(3),
+    np.array([3]),
+    "3",
+    b"3",
+    [3],
+    (3,),
+    3 + 0j,
+    Fraction(1, 2),
+    Fraction(4, 2),
+    Decimal("0.5"),
 ]
 
 
@@ -223,9 +285,26 @@ def test_every_scalar_argument_is_validated_at_the_edge(name, value):
 
 
 @SETTINGS
-@given(st.sampled_from(["sigmas", "eps", "T"]), st.sampled_from(ODD_VALUES + [
-    [], [1.0], [2.0, 1.0], [1.0, 2.0], [1.0, 1.0], [1.0, -1.0], [[1.0, 0.5]], [1.0, math.nan],
-    [1e200, 1e-200], "abc", np.geomspace(10, 0.01, 5), torch.tensor([2.0, 1.0])]))
+@given(
+    st.sampled_from(["sigmas", "eps", "T"]),
+    st.sampled_from(
+        ODD_VALUES
+        + [
+            [],
+            [1.0],
+            [2.0, 1.0],
+            [1.0, 2.0],
+            [1.0, 1.0],
+            [1.0, -1.0],
+            [[1.0, 0.5]],
+            [1.0, math.nan],
+            [1e200, 1e-200],
+            "abc",
+            np.geomspace(10, 0.01, 5),
+            torch.tensor([2.0, 1.0]),
+        ]
+    ),
+)
 def test_annealed_schedule_arguments_are_validated(name, value):
     args = dict(sigmas=[1.0, 0.5], eps=0.01, T=2)
     args[name] = value
@@ -256,8 +335,15 @@ def mixtures(draw):
 
 
 @SETTINGS
-@given(mixtures(), st.integers(1, 25), st.integers(1, 4), st.floats(1e-3, 0.2),
-       st.sampled_from([None, 0.0, 0.3, 2.0]), st.integers(0, 2**64 - 1), st.sampled_from([1, 2]))
+@given(
+    mixtures(),
+    st.integers(1, 25),
+    st.integers(1, 4),
+    st.floats(1e-3, 0.2),
+    st.sampled_from([None, 0.0, 0.3, 2.0]),
+    st.integers(0, 2**64 - 1),
+    st.sampled_from([1, 2]),
+)
 def test_mixture_sampling_matches_the_reference(gm, n, T, eps, sigma, seed, threads):
     a = gensamp.langevin(gm, eps, T, n=n, seed=seed, threads=threads, sigma=sigma)
     b = ref.langevin(gm, eps, T, n=n, seed=seed, sigma=sigma)
@@ -273,8 +359,18 @@ def test_results_do_not_depend_on_threads_or_tiles(n, tile, threads, seed):
     assert np.array_equal(got, base)
 
 
-ACT_NAMES = ["identity", "relu", "leaky_relu", "elu", "silu", "softplus", "tanh", "sigmoid",
-             "gelu", "gelu_tanh"]
+ACT_NAMES = [
+    "identity",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "silu",
+    "softplus",
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "gelu_tanh",
+]
 
 
 @st.composite
@@ -287,15 +383,20 @@ def networks(draw):
     widths = [d + extra] + [draw(st.integers(1, 24)) for _ in range(depth - 1)] + [d]
     gain = draw(st.floats(0.1, 2.0))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    layers = [(rng.normal(scale=gain / math.sqrt(i), size=(o, i)).astype(np.float32),
-               rng.normal(scale=0.1, size=o).astype(np.float32))
-              for i, o in zip(widths[:-1], widths[1:])]
+    layers = [
+        (
+            rng.normal(scale=gain / math.sqrt(i), size=(o, i)).astype(np.float32),
+            rng.normal(scale=0.1, size=o).astype(np.float32),
+        )
+        for i, o in zip(widths[:-1], widths[1:])
+    ]
     acts = [draw(st.sampled_from(ACT_NAMES)) for _ in range(depth - 1)]
     norm = draw(st.booleans())
     shift = rng.normal(size=d) if norm else None
     scale = rng.uniform(0.5, 2.0, size=d) if norm else None
-    return gensamp.Weights(layers, acts, sigma_input=mode, divide_by_sigma=divide, shift=shift,
-                           scale=scale)
+    return gensamp.Weights(
+        layers, acts, sigma_input=mode, divide_by_sigma=divide, shift=shift, scale=scale
+    )
 
 
 @SETTINGS
@@ -305,7 +406,11 @@ def test_networks_survive_a_file_round_trip_and_match_the_reference(tmp_path_fac
     w.save(p)
     v = gensamp.load(p)
     assert (v.activations, v.sigma_input, v.divide_by_sigma, v.role) == (
-        w.activations, w.sigma_input, w.divide_by_sigma, w.role)
+        w.activations,
+        w.sigma_input,
+        w.divide_by_sigma,
+        w.role,
+    )
     for (W1, b1), (W2, b2) in zip(w.layers, v.layers):
         assert np.array_equal(W1, W2) and np.array_equal(b1, b2)
     x = np.random.default_rng(seed % 2**32).normal(size=(n, v.input_dim)).astype(np.float32)
@@ -324,9 +429,14 @@ def test_networks_survive_a_file_round_trip_and_match_the_reference(tmp_path_fac
 
 
 @SETTINGS
-@given(st.integers(1, 4), st.integers(1, 6), st.sampled_from(
-    ["nan", "inf", "ndim1", "ndim3", "zero-rows", "zero-cols", "bias-len", "chain", "object"]),
-    st.data())
+@given(
+    st.integers(1, 4),
+    st.integers(1, 6),
+    st.sampled_from(
+        ["nan", "inf", "ndim1", "ndim3", "zero-rows", "zero-cols", "bias-len", "chain", "object"]
+    ),
+    st.data(),
+)
 def test_bad_layer_arrays_are_refused_by_name(d, h, defect, data):
     W0, b0 = np.ones((h, d), np.float32), np.zeros(h, np.float32)
     W1, b1 = np.ones((d, h), np.float32), np.zeros(d, np.float32)
@@ -363,11 +473,14 @@ def test_score_and_forward_refuse_non_finite_inputs(n, data):
         NCSN.forward(np.concatenate([x, np.ones((n, 1), np.float32)], 1))
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(weights=[1.0], means=[[0.0]], stds=[1e-200]),    # variance underflows to 0
-    dict(weights=[1.0], means=[[0.0]], stds=[1e200]),     # variance overflows to Inf
-    dict(weights=[1.0], means=np.zeros((1, 0))),         # d = 0
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(weights=[1.0], means=[[0.0]], stds=[1e-200]),  # variance underflows to 0
+        dict(weights=[1.0], means=[[0.0]], stds=[1e200]),  # variance overflows to Inf
+        dict(weights=[1.0], means=np.zeros((1, 0))),  # d = 0
+    ],
+)
 def test_mixture_parameters_beyond_float_range_are_refused(kwargs):
     """GaussianMixture validates its inputs itself (ValueError naming them) instead of accepting
     values whose square or sum is not a finite positive float (every chain then diverges)."""

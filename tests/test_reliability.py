@@ -30,8 +30,13 @@ def run_script(code, timeout=120, env=None):
     full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, TESTS]))
     full_env.update(env or {})
     try:
-        p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                           text=True, timeout=timeout, env=full_env)
+        p = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"subprocess hung for {timeout} s; output so far:\n{exc.stdout}\n{exc.stderr}")
     return p.returncode, p.stdout, p.stderr
@@ -87,9 +92,12 @@ print(json.dumps(dict(trials=out, ref=ref.tolist())))
 
 
 def _interrupt(threads, n, tile=64, trials=2, delay=0.4, tile_seconds=20.0):
-    rc, out, err = run_script(INTERRUPT.format(threads=threads, n=n, tile=tile, trials=trials,
-                                               delay=delay, tile_seconds=tile_seconds),
-                              timeout=180)
+    rc, out, err = run_script(
+        INTERRUPT.format(
+            threads=threads, n=n, tile=tile, trials=trials, delay=delay, tile_seconds=tile_seconds
+        ),
+        timeout=180,
+    )
     assert rc == 0, err
     return last_json(out)
 
@@ -201,8 +209,11 @@ def _in_threads(fns):
 
 
 def _ncsn():
-    return gensamp.export(random_mlp(2, 32, "silu", "log_sigma", seed=1),
-                          sigma_input="log_sigma", divide_by_sigma=True)
+    return gensamp.export(
+        random_mlp(2, 32, "silu", "log_sigma", seed=1),
+        sigma_input="log_sigma",
+        divide_by_sigma=True,
+    )
 
 
 @pytest.mark.parametrize("model", ["mlp", "mixture"])
@@ -211,8 +222,9 @@ def test_concurrent_identical_calls_match_serial(model):
     sig = [2.0, 0.7, 0.2]
 
     def call(threads):
-        return lambda: gensamp.annealed_langevin(w, sig, 2e-3, 60, n=300, seed=11,
-                                                 threads=threads, record_every=30)
+        return lambda: gensamp.annealed_langevin(
+            w, sig, 2e-3, 60, n=300, seed=11, threads=threads, record_every=30
+        )
 
     serial = call(1)()
     for x, traj in _in_threads([call(t) for t in (1, 2, 1, 2)]):
@@ -314,7 +326,7 @@ print(json.dumps(dict(before=before, after=nthreads(), x=float(x.sum()))))
 @pytest.mark.parametrize(
     "kwargs,env,extra",
     [
-        ("dict(threads=1)", {"OMP_NUM_THREADS": "8"}, 0),        # explicit threads= wins
+        ("dict(threads=1)", {"OMP_NUM_THREADS": "8"}, 0),  # explicit threads= wins
         ("dict()", {"GENSAMP_NUM_THREADS": "1", "OMP_NUM_THREADS": "8"}, 0),  # env var wins
         ("dict(threads=3)", {}, 2),
         ("dict()", {"GENSAMP_NUM_THREADS": "2"}, 1),
@@ -327,8 +339,10 @@ def test_thread_count_is_respected(kwargs, env, extra):
     assert r["after"] - r["before"] == extra, r
 
 
-@pytest.mark.parametrize("value,match", [("abc", "not an integer"), ("0", r"in \[1, 4096\]"),
-                                         ("200000", r"in \[1, 4096\]")])
+@pytest.mark.parametrize(
+    "value,match",
+    [("abc", "not an integer"), ("0", r"in \[1, 4096\]"), ("200000", r"in \[1, 4096\]")],
+)
 def test_bad_thread_env_var_is_a_clear_error(monkeypatch, seed_mixture, value, match):
     # 200000 used to reach OpenMP and kill the process (segfault while creating threads).
     monkeypatch.setenv("GENSAMP_NUM_THREADS", value)
@@ -391,15 +405,16 @@ print(json.dumps(dict(hung=hung, exitcode=p.exitcode,
 @pytest.mark.parametrize(
     "before_fork",
     [
-        "sample()",                 # gensamp ran its own parallel region in the parent
-        "train_torch()",            # torch ran parallel regions on the shared libgomp pool
+        "sample()",  # gensamp ran its own parallel region in the parent
+        "train_torch()",  # torch ran parallel regions on the shared libgomp pool
         "train_torch(); sample()",
     ],
 )
 def test_forked_child_samples_with_threads_and_does_not_hang(before_fork):
     imports = "import torch, gensamp" if "torch" in before_fork else "import gensamp"
-    rc, out, err = run_script(FORK.format(imports=imports, before_fork=before_fork, limit=10),
-                              timeout=120)
+    rc, out, err = run_script(
+        FORK.format(imports=imports, before_fork=before_fork, limit=10), timeout=120
+    )
     assert rc == 0, err
     r = last_json(out)
     assert not r["hung"], "the forked child hung in its first parallel run (libgomp after fork)"
@@ -418,8 +433,9 @@ def test_fork_in_this_process_after_a_parallel_run(seed_mixture):
 
     with warnings.catch_warnings():
         # Python >= 3.12 warns about fork() in a process with threads; that is the point here.
-        warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
+        )
         p = ctx.Process(target=child, args=(q,))
         p.start()
     p.join(30)
@@ -510,8 +526,9 @@ def test_oversized_requests_are_refused_up_front(seed_mixture, call):
 
 
 def test_oversized_vae_request_is_refused():
-    dec = gensamp.Weights([(np.zeros((4, 3), np.float32), np.zeros(4, np.float32))], [],
-                          role="vae_decoder")
+    dec = gensamp.Weights(
+        [(np.zeros((4, 3), np.float32), np.zeros(4, np.float32))], [], role="vae_decoder"
+    )
     with pytest.raises(MemoryError, match="would need"):
         gensamp.vae_sample(dec, 10**13)
 

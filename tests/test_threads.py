@@ -11,16 +11,21 @@ from conftest import random_mlp
 
 
 def _ncsn():
-    return gensamp.export(random_mlp(3, 96, "silu", "log_sigma", seed=1),
-                          sigma_input="log_sigma", divide_by_sigma=True)
+    return gensamp.export(
+        random_mlp(3, 96, "silu", "log_sigma", seed=1),
+        sigma_input="log_sigma",
+        divide_by_sigma=True,
+    )
 
 
 @pytest.mark.parametrize("model", ["mlp", "mixture"])
 def test_thread_count_invariance(model):
     w = _ncsn() if model == "mlp" else gensamp.GaussianMixture([1, 4], [[-3] * 3, [3] * 3])
     sig = np.geomspace(2, 0.1, 5)
-    runs = [gensamp.annealed_langevin(w, sig, 1e-3, 40, n=1001, seed=7, threads=t,
-                                      record_every=50) for t in (1, 2, 7)]
+    runs = [
+        gensamp.annealed_langevin(w, sig, 1e-3, 40, n=1001, seed=7, threads=t, record_every=50)
+        for t in (1, 2, 7)
+    ]
     for x, traj in runs[1:]:
         assert np.array_equal(x, runs[0][0]) and np.array_equal(traj, runs[0][1])
 
@@ -67,7 +72,10 @@ def test_simd_levels_are_bit_identical(tmp_path):
         env = dict(os.environ, GENSAMP_SIMD=level)
         got = subprocess.run(
             [sys.executable, "-c", SCRIPT.format(tests=os.path.dirname(__file__), out=str(out))],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         results[got] = np.load(out)
     assert "scalar" in results

@@ -47,7 +47,9 @@ def two_bumps():
 
 def _toy_net(d_in, d_out, seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out))
+    return torch.nn.Sequential(
+        torch.nn.Linear(d_in, 16), torch.nn.Tanh(), torch.nn.Linear(16, d_out)
+    )
 
 
 def test_implicit_sm_loss_matches_full_jacobian():
@@ -118,12 +120,24 @@ def test_ncsn_loss_spread_is_capped(cap):
     assert wide.any() and (~wide).any()
     noisy = u + noise * z
     want = 0.5 * ((s * model(noisy, s[:, 0]) - empirical_target(noisy, s, u)) ** 2).sum(1).mean()
-    got = ncsn_loss(model, u, generator=torch.Generator().manual_seed(3), reference=u,
-                    spread=3.0, spread_cap=cap)
+    got = ncsn_loss(
+        model,
+        u,
+        generator=torch.Generator().manual_seed(3),
+        reference=u,
+        spread=3.0,
+        spread_cap=cap,
+    )
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
     if cap < 1:  # the cap changes the loss: the widened noise at sigma = 2 and 0.2 is cut to 0.3
-        other = ncsn_loss(model, u, generator=torch.Generator().manual_seed(3), reference=u,
-                          spread=3.0, spread_cap=5.0)
+        other = ncsn_loss(
+            model,
+            u,
+            generator=torch.Generator().manual_seed(3),
+            reference=u,
+            spread=3.0,
+            spread_cap=5.0,
+        )
         assert other.item() != pytest.approx(got.item(), rel=1e-3)
 
 
@@ -131,8 +145,12 @@ def test_dsm_loss_prefers_the_noisy_score():
     # data N(0, I): the minimiser at noise sigma is -u / (1 + sigma^2); a wrong slope costs more
     u = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0))
     sigma = 0.5
+
     def loss(c):
-        return dsm_loss(lambda v: -c * v, u, sigma, generator=torch.Generator().manual_seed(1)).item()
+        return dsm_loss(
+            lambda v: -c * v, u, sigma, generator=torch.Generator().manual_seed(1)
+        ).item()
+
     best = loss(1 / (1 + sigma**2))
     assert best < loss(1.0) and best < loss(0.6)
 
@@ -148,8 +166,12 @@ def test_elbo_terms_and_iwae_bound():
         kl = 0.5 * (mu**2 + lv.exp() - lv - 1).sum(1)
         torch.testing.assert_close(rec - full, kl)
         # importance weighting never hurts in expectation and tightens with k
-        e = torch.stack([elbo(vae, u, generator=torch.Generator().manual_seed(s)) for s in range(400)]).mean(0)
-        b5 = torch.stack([iwae_bound(vae, u, k=5, generator=torch.Generator().manual_seed(s)) for s in range(80)]).mean(0)
+        e = torch.stack(
+            [elbo(vae, u, generator=torch.Generator().manual_seed(s)) for s in range(400)]
+        ).mean(0)
+        b5 = torch.stack(
+            [iwae_bound(vae, u, k=5, generator=torch.Generator().manual_seed(s)) for s in range(80)]
+        ).mean(0)
         b200 = iwae_bound(vae, u, k=2000, generator=torch.Generator().manual_seed(9))
     assert torch.all(b5 > e - 0.02) and torch.all(b200 > b5 - 0.02)
     assert torch.all(b200 >= e)
@@ -164,14 +186,32 @@ def _rand_model(kind, **kw):
     torch.manual_seed(3)
     rng = np.random.default_rng(3)
     if kind == "score":
-        m = ScoreNet(3, hidden=(24, 24), activation="softplus", shift=rng.normal(size=3),
-                     scale=rng.uniform(0.5, 2, 3))
+        m = ScoreNet(
+            3,
+            hidden=(24, 24),
+            activation="softplus",
+            shift=rng.normal(size=3),
+            scale=rng.uniform(0.5, 2, 3),
+        )
     elif kind == "ncsn":
-        m = NCSN(3, [3.0, 1.0, 0.2], hidden=(24, 24), activation="silu", shift=rng.normal(size=3),
-                 scale=np.full(3, 1.7), **kw)
+        m = NCSN(
+            3,
+            [3.0, 1.0, 0.2],
+            hidden=(24, 24),
+            activation="silu",
+            shift=rng.normal(size=3),
+            scale=np.full(3, 1.7),
+            **kw,
+        )
     else:
-        m = VAE(2, latent_dim=3, hidden=(24,), activation="tanh", shift=rng.normal(size=2),
-                scale=rng.uniform(0.5, 2, 2))
+        m = VAE(
+            2,
+            latent_dim=3,
+            hidden=(24,),
+            activation="tanh",
+            shift=rng.normal(size=2),
+            scale=rng.uniform(0.5, 2, 2),
+        )
     with torch.no_grad():  # larger weights than init, so differences would show
         for p in m.parameters():
             p.mul_(2.0)
@@ -189,9 +229,10 @@ def test_scorenet_matches_export():
         assert _rel(m(u).numpy(), w.forward(u.numpy())) < 1e-5
 
 
-@pytest.mark.parametrize("sigma_input,divide", [("log_sigma", True), ("sigma", True),
-                                                ("log_sigma", False), ("sigma", False),
-                                                ("none", True)])
+@pytest.mark.parametrize(
+    "sigma_input,divide",
+    [("log_sigma", True), ("sigma", True), ("log_sigma", False), ("sigma", False), ("none", True)],
+)
 def test_ncsn_matches_export(sigma_input, divide):
     m = _rand_model("ncsn", sigma_input=sigma_input, divide_by_sigma=divide)
     w = gensamp.export(m)
@@ -487,8 +528,10 @@ def test_training_api_is_top_level_and_lazy():
     import subprocess
     import sys
 
-    code = ("import sys, gensamp; assert 'torch' not in sys.modules; "
-            "f = gensamp.train_ncsn; assert 'torch' in sys.modules; print(f.__module__)")
+    code = (
+        "import sys, gensamp; assert 'torch' not in sys.modules; "
+        "f = gensamp.train_ncsn; assert 'torch' in sys.modules; print(f.__module__)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "gensamp.learn.train"

@@ -61,8 +61,9 @@ def test_normalisation_maps_scores_to_data_space():
 def test_export_structure_rules():
     L, R = torch.nn.Linear, torch.nn.ReLU
     # Nested Sequentials flatten; Identity/Dropout are no-ops; Linear-Linear gets "identity".
-    net = torch.nn.Sequential(L(2, 8), torch.nn.Sequential(R(), torch.nn.Dropout(0.1)), L(8, 8),
-                              L(8, 2))
+    net = torch.nn.Sequential(
+        L(2, 8), torch.nn.Sequential(R(), torch.nn.Dropout(0.1)), L(8, 8), L(8, 2)
+    )
     w = gensamp.export(net.eval())
     assert w.activations == ("relu", "identity")
     with pytest.raises(TypeError, match="BatchNorm1d"):
@@ -101,14 +102,23 @@ def test_weights_validation():
 def test_save_load_roundtrip(tmp_path):
     net = random_mlp(3, 24, "elu", "log_sigma", seed=9)
     w = gensamp.export(
-        net, sigma_input="log_sigma", divide_by_sigma=True, shift=[1, 2, 3], scale=[1, 2, 4],
-        sampler={"sigmas": [5.0, 1.0, 0.2], "eps": 0.004, "T": 50}, info={"note": "test"},
+        net,
+        sigma_input="log_sigma",
+        divide_by_sigma=True,
+        shift=[1, 2, 3],
+        scale=[1, 2, 4],
+        sampler={"sigmas": [5.0, 1.0, 0.2], "eps": 0.004, "T": 50},
+        info={"note": "test"},
     )
     p = tmp_path / "net.safetensors"
     w.save(p)
     v = gensamp.load(p)
     assert (v.activations, v.sigma_input, v.divide_by_sigma, v.role) == (
-        w.activations, w.sigma_input, w.divide_by_sigma, "ncsn")
+        w.activations,
+        w.sigma_input,
+        w.divide_by_sigma,
+        "ncsn",
+    )
     assert v.sampler == w.sampler and v.info == {"note": "test"}
     for (W1, b1), (W2, b2) in zip(w.layers, v.layers):
         assert np.array_equal(W1, W2) and np.array_equal(b1, b2)

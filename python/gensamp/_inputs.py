@@ -29,12 +29,15 @@ def as_model(weights: Any) -> Weights | GaussianMixture:
     )
 
 
-def with_defaults(stored: Mapping[str, Any], given: dict[str, Any], kind: str,
-                   example: str) -> list[Any]:
+def with_defaults(
+    stored: Mapping[str, Any], given: dict[str, Any], kind: str, example: str
+) -> list[Any]:
     """The given values, with those left as None taken from the model's stored sampler
     defaults; ValueError naming every one that is neither given nor stored."""
     missing = [k for k, v in given.items() if v is None and k not in stored]
     if missing:
-        raise ValueError(f"{', '.join(missing)} not given and the model stores no {kind}default "
-                         f"for it; pass e.g. {example}")
+        raise ValueError(
+            f"{', '.join(missing)} not given and the model stores no {kind}default "
+            f"for it; pass e.g. {example}"
+        )
     return [stored[k] if v is None else v for k, v in given.items()]

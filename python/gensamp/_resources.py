@@ -48,8 +48,12 @@ def _cgroup_room() -> int | None:
     """Bytes left under this container's memory limit (cgroup v2, else v1), None if unlimited."""
     for limit_f, usage_f, stat_f, inactive in (
         ("memory.max", "memory.current", "memory.stat", "inactive_file"),
-        ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
-         "total_inactive_file"),
+        (
+            "memory/memory.limit_in_bytes",
+            "memory/memory.usage_in_bytes",
+            "memory/memory.stat",
+            "total_inactive_file",
+        ),
     ):
         limit = _read_int("/sys/fs/cgroup/" + limit_f)
         usage = _read_int("/sys/fs/cgroup/" + usage_f)

@@ -82,10 +82,19 @@ def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int)
     peer.annealed_loop(net, 1, d, 1, SIGMAS[:1], threads=threads)  # sets torch's threads
     t_cpp = timed(lambda: engine(w, n, T, threads), reps)
     t_peer = timed(lambda: torch_peer(net, n, d, T), reps if n < 100_000 else 1)
-    return dict(d=d, hidden=hidden, n=n, threads=threads, T=T, levels=L_LEVELS,
-                cpp_chain_steps_s=steps / t_cpp, torch_chain_steps_s=steps / t_peer,
-                cpp_gflops=steps * fl / t_cpp / 1e9, torch_gflops=steps * fl / t_peer / 1e9,
-                speedup=t_peer / t_cpp)
+    return dict(
+        d=d,
+        hidden=hidden,
+        n=n,
+        threads=threads,
+        T=T,
+        levels=L_LEVELS,
+        cpp_chain_steps_s=steps / t_cpp,
+        torch_chain_steps_s=steps / t_peer,
+        cpp_gflops=steps * fl / t_cpp / 1e9,
+        torch_gflops=steps * fl / t_peer / 1e9,
+        speedup=t_peer / t_cpp,
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -32,8 +32,9 @@ def _floats(text: str) -> list[float]:
             return np.geomspace(float(a), float(b), int(k)).tolist()
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r} "
-                                         "(use e.g. 20,5,1 or geom:20:0.1:10)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a list of numbers: {text!r} (use e.g. 20,5,1 or geom:20:0.1:10)"
+        ) from None
 
 
 def _positive_int(text: str) -> int:
@@ -63,7 +64,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.hidden is not None:
         common["hidden"] = a.hidden
     if a.model == "vae":
-        model: learn.VAE | learn.ScoreNet | learn.NCSN = learn.train_vae(data, latent_dim=a.latent_dim, **common)
+        model: learn.VAE | learn.ScoreNet | learn.NCSN = learn.train_vae(
+            data, latent_dim=a.latent_dim, **common
+        )
     elif a.model == "sm":
         model = learn.train_score(data, a.method, **common)
     else:
@@ -72,8 +75,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     w.save(a.out)
     h = model.history
     assert h is not None  # every training call attaches it
-    print(f"trained {a.model} on {len(data)} points x d={data.shape[1]}: {h.epochs} epochs in "
-          f"{h.seconds:.1f} s; saved {a.out}")
+    print(
+        f"trained {a.model} on {len(data)} points x d={data.shape[1]}: {h.epochs} epochs in "
+        f"{h.seconds:.1f} s; saved {a.out}"
+    )
 
 
 def cmd_sample(a: argparse.Namespace) -> None:
@@ -84,8 +89,9 @@ def cmd_sample(a: argparse.Namespace) -> None:
     if kind == "vae":
         x = samplers.vae_sample(w, a.n, seed=a.seed, threads=a.threads)
     elif kind == "annealed":
-        x = samplers.annealed_langevin(w, a.sigmas, a.eps, a.T, n=a.n, seed=a.seed,
-                                       threads=a.threads, denoise=a.denoise)
+        x = samplers.annealed_langevin(
+            w, a.sigmas, a.eps, a.T, n=a.n, seed=a.seed, threads=a.threads, denoise=a.denoise
+        )
     else:
         eps = a.eps if a.eps is not None else w.sampler.get("eps")
         T = a.T if a.T is not None else w.sampler.get("T")
@@ -115,8 +121,11 @@ def cmd_bench(a: argparse.Namespace) -> None:
     for d, h in shapes:
         for n in ns:
             r = B.compare(d, h, n, threads, 1e9 if a.quick else 1e10, 1 if a.quick else 2)
-            print(f"| {d} | {h} | {n} | {threads} | {r['cpp_chain_steps_s']:.3g} | "
-                  f"{r['torch_chain_steps_s']:.3g} | {r['speedup']:.1f}x |", flush=True)
+            print(
+                f"| {d} | {h} | {n} | {threads} | {r['cpp_chain_steps_s']:.3g} | "
+                f"{r['torch_chain_steps_s']:.3g} | {r['speedup']:.1f}x |",
+                flush=True,
+            )
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -124,27 +133,43 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
     rep = demo.run(a.out, quick=a.quick, seed=a.seed, quiet=a.quiet)
     missed = [t["metric"] for t in rep["targets"] if not t["ok"]]
-    print(f"demo written to {a.out}/" + (f" (targets missed: {', '.join(missed)})" if missed else ""))
+    print(
+        f"demo written to {a.out}/" + (f" (targets missed: {', '.join(missed)})" if missed else "")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="gensamp", description="Learn a generative model from samples; sample it fast.")
+    p = _Parser(
+        prog="gensamp", description="Learn a generative model from samples; sample it fast."
+    )
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a VAE, score model or NCSN and save its weights",
-                       description="Train on DATA (.npy/.csv file [N, d] or a built-in data set: "
-                       "seed_mixture_1d, ncsn_mixture_2d, two_moons, eight_gaussians, swiss_roll, "
-                       "checkerboard, concentric_rings) and save a weights file.")
+    t = sub.add_parser(
+        "train",
+        help="train a VAE, score model or NCSN and save its weights",
+        description="Train on DATA (.npy/.csv file [N, d] or a built-in data set: "
+        "seed_mixture_1d, ncsn_mixture_2d, two_moons, eight_gaussians, swiss_roll, "
+        "checkerboard, concentric_rings) and save a weights file.",
+    )
     t.add_argument("model", choices=["vae", "sm", "ncsn"])
     t.add_argument("data")
     t.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    t.add_argument("--n", type=_positive_int, default=5000, help="points drawn from a built-in data set")
+    t.add_argument(
+        "--n", type=_positive_int, default=5000, help="points drawn from a built-in data set"
+    )
     t.add_argument("--epochs", type=_positive_int)
-    t.add_argument("--hidden", type=lambda s: [_positive_int(v) for v in s.split(",")],
-                   help="hidden widths, e.g. 128,128")
+    t.add_argument(
+        "--hidden",
+        type=lambda s: [_positive_int(v) for v in s.split(",")],
+        help="hidden widths, e.g. 128,128",
+    )
     t.add_argument("--latent-dim", type=_positive_int, default=2, help="VAE latent dimension")
-    t.add_argument("--method", choices=["exact", "sliced", "denoising"], default="exact",
-                   help="score matching objective (sm only)")
+    t.add_argument(
+        "--method",
+        choices=["exact", "sliced", "denoising"],
+        default="exact",
+        help="score matching objective (sm only)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(fn=cmd_train)
@@ -152,10 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a weights file with the C++ engine")
     s.add_argument("model", help="weights file written by 'gensamp train' or Weights.save")
     s.add_argument("--n", type=_positive_int, default=10_000)
-    s.add_argument("--sampler", choices=["auto", "annealed", "langevin", "vae"], default="auto",
-                   help="auto: by the model's role (ncsn: annealed, score: langevin, VAE: vae)")
-    s.add_argument("--sigmas", type=_floats, help="noise levels, '20,5,1' or 'geom:20:0.1:10' "
-                   "(default: stored in the model)")
+    s.add_argument(
+        "--sampler",
+        choices=["auto", "annealed", "langevin", "vae"],
+        default="auto",
+        help="auto: by the model's role (ncsn: annealed, score: langevin, VAE: vae)",
+    )
+    s.add_argument(
+        "--sigmas",
+        type=_floats,
+        help="noise levels, '20,5,1' or 'geom:20:0.1:10' (default: stored in the model)",
+    )
     s.add_argument("--eps", type=float)
     s.add_argument("--T", type=_positive_int)
     s.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")

@@ -83,8 +83,9 @@ def ncsn_mixture_2d(n: int, seed: Any = 0, *, return_mixture: bool = False) -> A
     return _draw(_ncsn_mixture(), n, seed, return_mixture)
 
 
-def eight_gaussians(n: int, seed: Any = 0, *, radius: float = 4.0, std: float = 0.5,
-                    return_mixture: bool = False) -> Any:
+def eight_gaussians(
+    n: int, seed: Any = 0, *, radius: float = 4.0, std: float = 0.5, return_mixture: bool = False
+) -> Any:
     """Eight equal-weight isotropic Gaussians (std ``std``) on a circle of radius ``radius``."""
     mixture = _eight_mixture(as_pos_float(radius, "radius"), as_pos_float(std, "std"))
     return _draw(mixture, n, seed, return_mixture)
@@ -134,8 +135,9 @@ def checkerboard(n: int, seed: Any = 0, *, cells: int = 4, size: float = 4.0) ->
     return -size + (pick + rng.random((n, 2))) * w
 
 
-def concentric_rings(n: int, seed: Any = 0, *, radii: Any = (1.0, 2.0, 3.0),
-                     noise: float = 0.08) -> np.ndarray:
+def concentric_rings(
+    n: int, seed: Any = 0, *, radii: Any = (1.0, 2.0, 3.0), noise: float = 0.08
+) -> np.ndarray:
     """Points on concentric circles, each ring's share proportional to its radius (uniform
     density along the curves), radial Gaussian noise of std ``noise``."""
     n = as_int(n, "n", 1)

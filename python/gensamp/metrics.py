@@ -152,8 +152,9 @@ def _score_of(model: Any, x: np.ndarray, sigma: float | None, name: str) -> np.n
     return s
 
 
-def score_error(model: Any, truth: Any, x: Any, *, sigma: float | None = None,
-                relative: bool = False) -> float:
+def score_error(
+    model: Any, truth: Any, x: Any, *, sigma: float | None = None, relative: bool = False
+) -> float:
     """Mean squared score error E_x ||s_model(x) - s_true(x)||^2 over the points x (data space).
 
     ``model`` and ``truth`` are anything with ``.score(x)`` / ``.score(x, sigma)`` returning
@@ -164,8 +165,10 @@ def score_error(model: Any, truth: Any, x: Any, *, sigma: float | None = None,
     """
     xa = _samples(x, "x")
     if sigma is not None:
-        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (
-            math.isfinite(sigma) and sigma > 0
+        if (
+            isinstance(sigma, bool)
+            or not isinstance(sigma, numbers.Real)
+            or not (math.isfinite(sigma) and sigma > 0)
         ):
             raise ValueError(f"sigma must be finite and > 0, got {sigma!r}")
         sigma = float(sigma)

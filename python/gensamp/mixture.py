@@ -49,7 +49,9 @@ class GaussianMixture:
             C = np.asarray(covs, dtype=np.float64)
             if C.shape != (K, d, d):
                 raise ValueError(f"covs must be [K={K}, d={d}, d={d}], got {C.shape}")
-            if not np.all(np.isfinite(C)) or not np.allclose(C, np.swapaxes(C, 1, 2), rtol=1e-10, atol=0):
+            if not np.all(np.isfinite(C)) or not np.allclose(
+                C, np.swapaxes(C, 1, 2), rtol=1e-10, atol=0
+            ):
                 raise ValueError("covs must be finite and symmetric")
             try:
                 np.linalg.cholesky(C)
@@ -68,7 +70,9 @@ class GaussianMixture:
             with np.errstate(over="ignore", under="ignore"):
                 var = s * s
             if not (np.all(np.isfinite(var)) and np.all(var >= np.finfo(np.float64).tiny)):
-                raise ValueError("stds must be in [1e-154, 1e154]: their squares must be finite and > 0")
+                raise ValueError(
+                    "stds must be in [1e-154, 1e154]: their squares must be finite and > 0"
+                )
             self._var = var
             self._cov = None
         self._w = w / w.sum()

@@ -31,8 +31,15 @@ def _weights_text(w: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in w) + "]"
 
 
-def hist_1d(path: str, x: np.ndarray, *, mixture: GaussianMixture | None = None, title: str = "",
-            data: np.ndarray | None = None, bins: int = 120) -> str:
+def hist_1d(
+    path: str,
+    x: np.ndarray,
+    *,
+    mixture: GaussianMixture | None = None,
+    title: str = "",
+    data: np.ndarray | None = None,
+    bins: int = 120,
+) -> str:
     """Histogram of 1D samples, with the true density (if known) and the data (if given)."""
     plt = _plt()
     x = np.asarray(x, dtype=np.float64).reshape(-1)
@@ -42,8 +49,16 @@ def hist_1d(path: str, x: np.ndarray, *, mixture: GaussianMixture | None = None,
     lo, hi = lo - pad, hi + pad
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     if data is not None:
-        ax.hist(np.asarray(data).reshape(-1), bins=bins, range=(lo, hi), density=True,
-                histtype="step", color="0.4", lw=1.2, label="data")
+        ax.hist(
+            np.asarray(data).reshape(-1),
+            bins=bins,
+            range=(lo, hi),
+            density=True,
+            histtype="step",
+            color="0.4",
+            lw=1.2,
+            label="data",
+        )
     ax.hist(x, bins=bins, range=(lo, hi), density=True, alpha=0.55, color="C0", label="samples")
     if mixture is not None:
         g = np.linspace(lo, hi, 800)
@@ -53,9 +68,14 @@ def hist_1d(path: str, x: np.ndarray, *, mixture: GaussianMixture | None = None,
     return _save(fig, path)
 
 
-def scatter_panels(path: str, panels: Sequence[tuple[str, np.ndarray]], *,
-                   mixture: GaussianMixture | None = None, lim: float | None = None,
-                   max_points: int = 10_000) -> str:
+def scatter_panels(
+    path: str,
+    panels: Sequence[tuple[str, np.ndarray]],
+    *,
+    mixture: GaussianMixture | None = None,
+    lim: float | None = None,
+    max_points: int = 10_000,
+) -> str:
     """Side-by-side 2D scatter plots (e.g. i.i.d. / Langevin / annealed Langevin)."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
@@ -92,13 +112,26 @@ def score_field(path: str, line: Mapping[str, Any], quiver: Mapping[str, Any] | 
         spacing = float(np.min(np.diff(quiver["x"])))
         # Lengths ~ sqrt(|s|) (so arrows near the modes stay visible), the longest true arrow
         # one grid spacing; learned arrows use the same scale, so lengths compare directly.
-        comp = {k: quiver[k] / np.sqrt(np.linalg.norm(quiver[k], axis=-1, keepdims=True) + 1e-12)
-                for k in ("true", "learned")}
+        comp = {
+            k: quiver[k] / np.sqrt(np.linalg.norm(quiver[k], axis=-1, keepdims=True) + 1e-12)
+            for k in ("true", "learned")
+        }
         unit = spacing / max(float(np.max(np.linalg.norm(comp["true"], axis=-1))), 1e-12)
         for key, color in (("true", "k"), ("learned", "C1")):
             u = comp[key] * unit
-            ax.quiver(X, Y, u[..., 0], u[..., 1], color=color, alpha=0.75, label=key,
-                      angles="xy", scale_units="xy", scale=1, width=0.004)
+            ax.quiver(
+                X,
+                Y,
+                u[..., 0],
+                u[..., 1],
+                color=color,
+                alpha=0.75,
+                label=key,
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.004,
+            )
         ax.set_aspect("equal")
         ax.set_title(quiver.get("title", ""), fontsize=10)
         ax.legend(fontsize=8, loc="lower right")
@@ -114,11 +147,17 @@ def training_curves(path: str, histories: Mapping[str, Any]) -> str:
         # An NCSN trained on the noise-free (empirical) target reports that loss for training,
         # but its held-out loss is the classic one, whose target noise leaves a floor > 0.
         split = h.settings.get("target") == "empirical"
-        ax.plot(np.arange(1, len(h.train_loss) + 1), h.train_loss,
-                label="train (noise-free target)" if split else "train")
+        ax.plot(
+            np.arange(1, len(h.train_loss) + 1),
+            h.train_loss,
+            label="train (noise-free target)" if split else "train",
+        )
         if h.val_loss:
-            ax.plot(np.arange(1, len(h.val_loss) + 1), h.val_loss,
-                    label="held-out (classic DSM)" if split else "held-out")
+            ax.plot(
+                np.arange(1, len(h.val_loss) + 1),
+                h.val_loss,
+                label="held-out (classic DSM)" if split else "held-out",
+            )
         kept = getattr(h, "kept_epoch", h.best_epoch)
         if kept >= 0:
             ax.axvline(kept + 1, color="0.6", ls=":", lw=1, label="weights kept")

@@ -39,7 +39,12 @@ def philox4x32_10(counter: Any, key: Any) -> np.ndarray:
     for _ in range(10):
         p0 = np.uint64(0xD2511F53) * c0  # < 2^64: exact in uint64
         p1 = np.uint64(0xCD9E8D57) * c2
-        c0, c1, c2, c3 = (p1 >> np.uint64(32)) ^ c1 ^ k0, p1 & _MASK, (p0 >> np.uint64(32)) ^ c3 ^ k1, p0 & _MASK
+        c0, c1, c2, c3 = (
+            (p1 >> np.uint64(32)) ^ c1 ^ k0,
+            p1 & _MASK,
+            (p0 >> np.uint64(32)) ^ c3 ^ k1,
+            p0 & _MASK,
+        )
         k0 = (k0 + np.uint64(0x9E3779B9)) & _MASK
         k1 = (k1 + np.uint64(0xBB67AE85)) & _MASK
     return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
@@ -58,7 +63,9 @@ def normals(seed: int, chains: Any, step: int, d: int) -> np.ndarray:
         ctr = np.stack(
             [np.full_like(j, k), np.full_like(j, step), j & _MASK, j >> np.uint64(32)], axis=-1
         )
-        key = np.broadcast_to(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2))
+        key = np.broadcast_to(
+            np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2)
+        )
         r = philox4x32_10(ctr, key)
         for p in range(2):
             a = r[:, 2 * p].astype(np.float32).astype(np.float64)
@@ -82,7 +89,9 @@ def _act(name: str, h: np.ndarray) -> np.ndarray:
     if name == "silu":
         return h / (1.0 + np.exp(-h))
     if name == "softplus":
-        return np.where(h > A.SOFTPLUS_THRESHOLD, h, np.log1p(np.exp(np.minimum(h, A.SOFTPLUS_THRESHOLD))))
+        return np.where(
+            h > A.SOFTPLUS_THRESHOLD, h, np.log1p(np.exp(np.minimum(h, A.SOFTPLUS_THRESHOLD)))
+        )
     if name == "tanh":
         return np.tanh(h)
     if name == "sigmoid":
@@ -154,9 +163,19 @@ def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise)
     return x
 
 
-def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
-             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None,
-             record_every: int = 0, sigma: float | None = None, tile: int | None = None) -> Any:
+def langevin(
+    weights: Any,
+    eps: float | None = None,
+    T: int | None = None,
+    *,
+    n: int | None = None,
+    x0: Any = None,
+    seed: int = 0,
+    threads: int | None = None,
+    record_every: int = 0,
+    sigma: float | None = None,
+    tile: int | None = None,
+) -> Any:
     """Reference for :func:`gensamp.langevin` (threads and tile are accepted and ignored)."""
     model = as_model(weights)
     stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
@@ -167,15 +186,29 @@ def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
     return _run(model, [sig], [eps], T, n, x0, 1.0, seed, record_every, False)
 
 
-def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None,
-                      T: int | None = None, *, n: int | None = None, x0: Any = None,
-                      seed: int = 0, threads: int | None = None, denoise: bool = False,
-                      record_every: int = 0, tile: int | None = None) -> Any:
+def annealed_langevin(
+    weights: Any,
+    sigmas: Any = None,
+    eps: float | None = None,
+    T: int | None = None,
+    *,
+    n: int | None = None,
+    x0: Any = None,
+    seed: int = 0,
+    threads: int | None = None,
+    denoise: bool = False,
+    record_every: int = 0,
+    tile: int | None = None,
+) -> Any:
     """Reference for :func:`gensamp.annealed_langevin` (Algorithm 1, float64)."""
     model = as_model(weights)
     stored = model.sampler if isinstance(model, Weights) else {}
-    sigmas, eps, T = with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
-                                   "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100")
+    sigmas, eps, T = with_defaults(
+        stored,
+        {"sigmas": sigmas, "eps": eps, "T": T},
+        "",
+        "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100",
+    )
     sig = as_sigmas(sigmas)
     eps = as_pos_float(eps, "eps")
     T = as_int(T, "T", 1)
@@ -183,12 +216,20 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
     return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise)
 
 
-def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int | None = None,
-               tile: int | None = None) -> np.ndarray:
+def vae_sample(
+    decoder: Any,
+    n: int = DEFAULT_N,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    tile: int | None = None,
+) -> np.ndarray:
     """Reference for :func:`gensamp.vae_sample`."""
     model = as_model(decoder)
     if not isinstance(model, Weights) or model.role != "vae_decoder":
-        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)")
+        raise TypeError(
+            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
+        )
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     d, k = model.dim, model.latent_dim

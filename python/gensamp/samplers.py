@@ -31,6 +31,7 @@ from ._resources import check_memory, resolve_threads
 from ._validate import as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
+
 _INT_MAX = 2**31 - 1  # T, record_every: C int in the engine
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -73,9 +74,21 @@ def _check_step(alpha: float, what: str) -> None:
         raise ValueError(f"{what} is {alpha:.3g}, beyond float32 range; use a smaller eps")
 
 
-def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: int, annealed: bool,
-         n: Any, x0: Any, init_std: float, seed: Any, threads: Any, record_every: Any,
-         denoise: bool, tile: Any) -> Any:
+def _run(
+    model: Weights | GaussianMixture,
+    sigmas: list[float],
+    eps: float,
+    T: int,
+    annealed: bool,
+    n: Any,
+    x0: Any,
+    init_std: float,
+    seed: Any,
+    threads: Any,
+    record_every: Any,
+    denoise: bool,
+    tile: Any,
+) -> Any:
     d = model.dim
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
@@ -94,12 +107,26 @@ def _run(model: Weights | GaussianMixture, sigmas: list[float], eps: float, T: i
     if steps >= 2**32 - 1:
         raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
     nrec = steps // record_every if record_every else 0
-    check_memory(4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
-                  f"{n} chains x {nrec + 1} states x d={d} (float32)")
+    check_memory(
+        4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
+        f"{n} chains x {nrec + 1} states x d={d} (float32)",
+    )
     conditioned = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     x, traj, div = _core.run(
-        model._engine(), sigmas, eps, T, annealed, n, x0, init_std, seed, threads,
-        record_every, bool(denoise), tile, conditioned,
+        model._engine(),
+        sigmas,
+        eps,
+        T,
+        annealed,
+        n,
+        x0,
+        init_std,
+        seed,
+        threads,
+        record_every,
+        bool(denoise),
+        tile,
+        conditioned,
     )
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=3)
@@ -115,9 +142,19 @@ def _score_model(weights: Any, sampler: str) -> Weights | GaussianMixture:
     return model
 
 
-def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
-             n: int | None = None, x0: Any = None, seed: int = 0, threads: int | None = None,
-             record_every: int = 0, sigma: float | None = None, tile: int | None = None) -> Any:
+def langevin(
+    weights: Any,
+    eps: float | None = None,
+    T: int | None = None,
+    *,
+    n: int | None = None,
+    x0: Any = None,
+    seed: int = 0,
+    threads: int | None = None,
+    record_every: int = 0,
+    sigma: float | None = None,
+    tile: int | None = None,
+) -> Any:
     """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
 
     Parameters
@@ -139,8 +176,7 @@ def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
     model = _score_model(weights, "langevin")
     # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
     stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
-    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ",
-                            "eps=0.01, T=1000")
+    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ", "eps=0.01, T=1000")
     eps = as_pos_float(eps, "eps")
     _check_step(eps, "eps")
     T = _at_most(as_int(T, "T", 1), "T")
@@ -151,10 +187,20 @@ def langevin(weights: Any, eps: float | None = None, T: int | None = None, *,
     return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
 
 
-def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None,
-                      T: int | None = None, *, n: int | None = None, x0: Any = None,
-                      seed: int = 0, threads: int | None = None, denoise: bool = False,
-                      record_every: int = 0, tile: int | None = None) -> Any:
+def annealed_langevin(
+    weights: Any,
+    sigmas: Any = None,
+    eps: float | None = None,
+    T: int | None = None,
+    *,
+    n: int | None = None,
+    x0: Any = None,
+    seed: int = 0,
+    threads: int | None = None,
+    denoise: bool = False,
+    record_every: int = 0,
+    tile: int | None = None,
+) -> Any:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
 
     For sigma_1 > ... > sigma_L: alpha_i = eps * sigma_i^2 / sigma_L^2, then T steps of
@@ -167,8 +213,12 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
     """
     model = _score_model(weights, "annealed_langevin")
     stored = model.sampler if isinstance(model, Weights) else {}
-    sigmas, eps, T = with_defaults(stored, {"sigmas": sigmas, "eps": eps, "T": T}, "",
-                                    "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100")
+    sigmas, eps, T = with_defaults(
+        stored,
+        {"sigmas": sigmas, "eps": eps, "T": T},
+        "",
+        "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100",
+    )
     sig = as_sigmas(sigmas)
     eps = as_pos_float(eps, "eps")
     ratio = sig[0] / sig[-1]
@@ -177,8 +227,14 @@ def annealed_langevin(weights: Any, sigmas: Any = None, eps: float | None = None
     return _run(model, sig, eps, T, True, n, x0, sig[0], seed, threads, record_every, denoise, tile)
 
 
-def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int | None = None,
-               tile: int | None = None) -> np.ndarray:
+def vae_sample(
+    decoder: Any,
+    n: int = DEFAULT_N,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    tile: int | None = None,
+) -> np.ndarray:
     """Ancestral sampling from a VAE decoder: z ~ N(0, I), x ~ N(mu(z), diag exp(logvar(z))).
 
     The decoder's own Gaussian noise is sampled, not only its mean. z uses step 0 and the
@@ -186,13 +242,17 @@ def vae_sample(decoder: Any, n: int = DEFAULT_N, *, seed: int = 0, threads: int 
     """
     model = as_model(decoder)
     if not isinstance(model, Weights) or model.role != "vae_decoder":
-        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)")
+        raise TypeError(
+            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
+        )
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
-    check_memory(4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
-                  f"{n} samples x d={model.dim} (float32)")
+    check_memory(
+        4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
+        f"{n} samples x d={model.dim} (float32)",
+    )
     x, div = _core.vae_run(model._engine(), n, seed, threads, tile)
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=2)

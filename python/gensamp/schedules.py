@@ -85,8 +85,15 @@ def _ncsnv2_eps(gamma: float, T: int, sigma_min: float, tol: float = 0.1) -> flo
     return 2.0 * b * sigma_min**2
 
 
-def ncsn_defaults(u: Any, *, sigma_min: float = 0.03, T: int = 150, max_ratio: float = 1.3,
-                  sigma_max: float | None = None, n_levels: int | None = None) -> dict[str, Any]:
+def ncsn_defaults(
+    u: Any,
+    *,
+    sigma_min: float = 0.03,
+    T: int = 150,
+    max_ratio: float = 1.3,
+    sigma_max: float | None = None,
+    n_levels: int | None = None,
+) -> dict[str, Any]:
     """Noise schedule and sampler settings for an NCSN on data ``u`` (model coordinates),
     following Song & Ermon (2020), "Improved Techniques for Training Score-Based Generative
     Models" (NCSNv2), arXiv:2006.09011, adapted where low dimension breaks its assumptions:
@@ -128,9 +135,12 @@ def ncsn_defaults(u: Any, *, sigma_min: float = 0.03, T: int = 150, max_ratio: f
         L = as_int(n_levels, "n_levels", 2)
     sigmas = np.geomspace(s1, sigma_min, L)
     gamma = float(sigmas[0] / sigmas[1])
-    return {"sigmas": sigmas.tolist(), "eps": _ncsnv2_eps(gamma, T, sigma_min), "T": T,
-            "gamma": gamma}
-
+    return {
+        "sigmas": sigmas.tolist(),
+        "eps": _ncsnv2_eps(gamma, T, sigma_min),
+        "T": T,
+        "gamma": gamma,
+    }
 
 
 def schedule_for_sigmas(sigmas: Any, T: int) -> dict[str, Any]:

@@ -132,8 +132,9 @@ def _check_activations(activations: Sequence[str], n_layers: int) -> tuple[str, 
     return tuple(_acts.check(a) for a in acts)
 
 
-def _data_dim(layers: tuple[tuple[np.ndarray, np.ndarray], ...], sigma_input: str,
-              divide: bool, role: str) -> int:
+def _data_dim(
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...], sigma_input: str, divide: bool, role: str
+) -> int:
     """The data dimension d the network's shapes imply for its role, or ValueError."""
     in0 = layers[0][0].shape[1]
     out = layers[-1][0].shape[0]
@@ -346,8 +347,19 @@ def _plain_int(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
-_META_KEYS = frozenset({"format", "format_version", "n_layers", "activations", "sigma_input",
-                        "divide_by_sigma", "role", "sampler", "info"})
+_META_KEYS = frozenset(
+    {
+        "format",
+        "format_version",
+        "n_layers",
+        "activations",
+        "sigma_input",
+        "divide_by_sigma",
+        "role",
+        "sampler",
+        "info",
+    }
+)
 
 
 def _check_header(path: PathLike) -> None:
@@ -369,9 +381,12 @@ def _check_header(path: PathLike) -> None:
     # first: a valid header length can begin with the bytes b"\x80" or b"PK" too.
     looks_safetensors = 2 <= hlen and 8 + hlen <= size and head[8:9] == b"{"
     if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
-        raise _fail(path, "this is a pickle/zip (torch.save) checkpoint; gensamp reads only "
-                    "safetensors files it can load without running code — export the model "
-                    "with gensamp.export(model).save(path)")
+        raise _fail(
+            path,
+            "this is a pickle/zip (torch.save) checkpoint; gensamp reads only "
+            "safetensors files it can load without running code — export the model "
+            "with gensamp.export(model).save(path)",
+        )
     if size < 8:
         raise _fail(path, f"file is {size} bytes, too short for a safetensors header")
     if size > _MAX_FILE_BYTES:
@@ -398,8 +413,9 @@ def _check_meta(path: PathLike, meta: Mapping[str, str]) -> int:
         raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     ver = meta.get("format_version", "")
     if _plain_int(ver) != FORMAT_VERSION:
-        raise _fail(path, f"format_version {ver!r} is not supported "
-                    f"(this gensamp reads {FORMAT_VERSION})")
+        raise _fail(
+            path, f"format_version {ver!r} is not supported (this gensamp reads {FORMAT_VERSION})"
+        )
     missing = _META_KEYS - set(meta)
     if missing:
         raise _fail(path, f"metadata lacks {sorted(missing)}")
@@ -430,8 +446,9 @@ def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: 
             raise _fail(path, f"tensor {k} contains NaN or Inf")
 
 
-def _json_fields(path: PathLike, meta: Mapping[str, str]) -> tuple[list[str], dict[str, Any],
-                                                                    dict[str, Any]]:
+def _json_fields(
+    path: PathLike, meta: Mapping[str, str]
+) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     try:
         acts = json.loads(meta["activations"])
         sampler = json.loads(meta["sampler"])

@@ -23,8 +23,10 @@ def _activation_name(mod: nn.Module) -> str:
     candidates = [(n, p) for n, (c, p) in _acts.SPEC.items() if c == type(mod).__name__]
     if candidates:
         fixed = " or ".join(", ".join(f"{k}={v!r}" for k, v in p.items()) for _, p in candidates)
-        raise TypeError(f"{type(mod).__name__} is supported only with {fixed}: the engine "
-                        "implements torch's default parameters")
+        raise TypeError(
+            f"{type(mod).__name__} is supported only with {fixed}: the engine "
+            "implements torch's default parameters"
+        )
     supported = sorted({c for n, (c, _) in _acts.SPEC.items() if n != "identity"})
     raise TypeError(
         f"cannot export layer {type(mod).__name__}: supported are Linear, "
@@ -66,8 +68,13 @@ def export(
     overrides = {
         k: v
         for k, v in dict(
-            sigma_input=sigma_input, divide_by_sigma=divide_by_sigma, shift=shift, scale=scale,
-            role=role, sampler=sampler, info=info,
+            sigma_input=sigma_input,
+            divide_by_sigma=divide_by_sigma,
+            shift=shift,
+            scale=scale,
+            role=role,
+            sampler=sampler,
+            info=info,
         ).items()
         if v is not None
     }
@@ -98,7 +105,9 @@ def export(
         else:
             name = _activation_name(m)
             if not layers:
-                raise TypeError(f"{type(m).__name__} before the first Linear layer cannot be exported")
+                raise TypeError(
+                    f"{type(m).__name__} before the first Linear layer cannot be exported"
+                )
             if pending is not None:
                 raise TypeError("two activations in a row cannot be exported")
             pending = name

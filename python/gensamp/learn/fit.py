@@ -110,8 +110,13 @@ class FitConfig:
 
     def settings(self) -> dict[str, Any]:
         """The options that decide the result, for the stored provenance."""
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "seed": self.seed, "normalize": self.normalize}
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "normalize": self.normalize,
+        }
 
 
 def _device(device: Any) -> torch.device:
@@ -131,8 +136,10 @@ def _device(device: Any) -> torch.device:
 
 
 def _fraction(v: Any) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) or not (
-        0 <= float(v) < 1
+    if (
+        isinstance(v, (bool, np.bool_))
+        or not isinstance(v, (int, float, np.number))
+        or not (0 <= float(v) < 1)
     ):
         raise ValueError(f"val_fraction must be in [0, 1), got {v!r}")
     return float(v)
@@ -325,16 +332,18 @@ def _held_out(obj: Objective, model: torch.nn.Module, val: torch.Tensor, seed: i
     return total / val.shape[0]
 
 
-def fit(model: torch.nn.Module, data: Prepared, obj: Objective, cfg: FitConfig,
-        settings: dict[str, Any]) -> History:
+def fit(
+    model: torch.nn.Module, data: Prepared, obj: Objective, cfg: FitConfig, settings: dict[str, Any]
+) -> History:
     """Train ``model`` in place on ``data`` and return its :class:`History`; the model ends
     in eval mode holding the kept weights."""
     with _torch_threads(cfg.threads):
         return _fit(model, data, obj, cfg, settings)
 
 
-def _fit(model: torch.nn.Module, data: Prepared, obj: Objective, cfg: FitConfig,
-         settings: dict[str, Any]) -> History:
+def _fit(
+    model: torch.nn.Module, data: Prepared, obj: Objective, cfg: FitConfig, settings: dict[str, Any]
+) -> History:
     dev = data.train.device
     n = data.train.shape[0]
     seeds = cfg.seeds
@@ -349,8 +358,13 @@ def _fit(model: torch.nn.Module, data: Prepared, obj: Objective, cfg: FitConfig,
     hist = History(method=obj.method, settings=settings)
     t0 = time.perf_counter()
     step = 0
-    bar = tqdm(range(cfg.epochs), desc=obj.method, disable=not cfg.show_progress, leave=False,
-               file=sys.stderr)
+    bar = tqdm(
+        range(cfg.epochs),
+        desc=obj.method,
+        disable=not cfg.show_progress,
+        leave=False,
+        file=sys.stderr,
+    )
     for epoch in bar:
         model.train()
         perm = torch.randperm(n, generator=g_perm).to(dev)

@@ -167,8 +167,15 @@ class ScoreNet(_Normalised):
 
     role = "score"
 
-    def __init__(self, dim: int, hidden: Sequence[int] = (128, 128), activation: str = "silu",
-                 *, shift: Any = None, scale: Any = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: Sequence[int] = (128, 128),
+        activation: str = "silu",
+        *,
+        shift: Any = None,
+        scale: Any = None,
+    ) -> None:
         super().__init__(dim, shift, scale)
         self.hidden = _hidden(hidden)
         self.activation = activation
@@ -206,18 +213,32 @@ class NCSN(_Normalised):
     role = "ncsn"
     sigmas: torch.Tensor
 
-    def __init__(self, dim: int, sigmas: Sequence[float], hidden: Sequence[int] = (128, 128),
-                 activation: str = "silu", *, sigma_input: str = "log_sigma",
-                 divide_by_sigma: bool = True, shift: Any = None, scale: Any = None,
-                 eps: float | None = None, T: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        sigmas: Sequence[float],
+        hidden: Sequence[int] = (128, 128),
+        activation: str = "silu",
+        *,
+        sigma_input: str = "log_sigma",
+        divide_by_sigma: bool = True,
+        shift: Any = None,
+        scale: Any = None,
+        eps: float | None = None,
+        T: int | None = None,
+    ) -> None:
         super().__init__(dim, shift, scale)
         if sigma_input not in ("sigma", "log_sigma", "none"):
-            raise ValueError(f"sigma_input must be 'sigma', 'log_sigma' or 'none', got {sigma_input!r}")
+            raise ValueError(
+                f"sigma_input must be 'sigma', 'log_sigma' or 'none', got {sigma_input!r}"
+            )
         if not isinstance(divide_by_sigma, (bool, np.bool_)):
             raise TypeError("divide_by_sigma must be a bool")
         if sigma_input == "none" and not divide_by_sigma:
-            raise ValueError("sigma_input='none' needs divide_by_sigma=True, else the network "
-                             "does not depend on sigma")
+            raise ValueError(
+                "sigma_input='none' needs divide_by_sigma=True, else the network "
+                "does not depend on sigma"
+            )
         s = np.asarray(as_sigmas(sigmas), dtype=np.float64)
         self.hidden = _hidden(hidden)
         self.activation = activation
@@ -264,8 +285,12 @@ class NCSN(_Normalised):
         return s
 
     def _config(self) -> dict[str, Any]:
-        return {"hidden": list(self.hidden), "activation": self.activation,
-                "sigma_input": self.sigma_input, "divide_by_sigma": self.divide_by_sigma}
+        return {
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "sigma_input": self.sigma_input,
+            "divide_by_sigma": self.divide_by_sigma,
+        }
 
     @torch.no_grad()
     def score(self, x: Any, sigma: float) -> np.ndarray:
@@ -287,8 +312,16 @@ class VAE(_Normalised):
 
     role = "vae_decoder"
 
-    def __init__(self, dim: int, latent_dim: int = 2, hidden: Sequence[int] = (128, 128),
-                 activation: str = "silu", *, shift: Any = None, scale: Any = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        latent_dim: int = 2,
+        hidden: Sequence[int] = (128, 128),
+        activation: str = "silu",
+        *,
+        shift: Any = None,
+        scale: Any = None,
+    ) -> None:
         super().__init__(dim, shift, scale)
         self.latent_dim = as_int(latent_dim, "latent_dim", 1)
         self.hidden = _hidden(hidden)
@@ -314,8 +347,11 @@ class VAE(_Normalised):
         return self.decoder
 
     def _config(self) -> dict[str, Any]:
-        return {"hidden": list(self.hidden), "activation": self.activation,
-                "latent_dim": self.latent_dim}
+        return {
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "latent_dim": self.latent_dim,
+        }
 
     def _log_jacobian(self) -> float:
         # log p_x(x) = log p_u(u) - sum log scale (change of variables)
@@ -351,5 +387,9 @@ class VAE(_Normalised):
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         z = torch.randn(n, self.latent_dim, generator=g, device=self.device)
         mu, logvar = self.decode(z)
-        u = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device) if noise else mu
+        u = (
+            mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device)
+            if noise
+            else mu
+        )
         return self.to_data(u)

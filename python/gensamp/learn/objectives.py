@@ -52,8 +52,13 @@ def _gauss_logpdf(u: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> to
     return -0.5 * (((u - mu) ** 2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
 
 
-def elbo(model: EncoderDecoder, u: torch.Tensor, *, beta: float = 1.0,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+def elbo(
+    model: EncoderDecoder,
+    u: torch.Tensor,
+    *,
+    beta: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Per-example (beta-)ELBO [n] in model coordinates:
     E_q[log p(u|z)] - beta KL(q(z|u) || N(0, I)), one reparameterised draw z = mu + sigma e,
     KL in closed form. beta = 1 gives the usual lower bound on log p(u)."""
@@ -66,8 +71,14 @@ def elbo(model: EncoderDecoder, u: torch.Tensor, *, beta: float = 1.0,
     return rec - beta * kl
 
 
-def iwae_bound(model: EncoderDecoder, u: torch.Tensor, *, k: int = 100,
-               generator: torch.Generator | None = None, chunk: int = 4096) -> torch.Tensor:
+def iwae_bound(
+    model: EncoderDecoder,
+    u: torch.Tensor,
+    *,
+    k: int = 100,
+    generator: torch.Generator | None = None,
+    chunk: int = 4096,
+) -> torch.Tensor:
     """Importance-weighted bound on log p(u) [n] (Burda, Grosse & Salakhutdinov 2016):
     log (1/k) sum_j p(u|z_j) p(z_j) / q(z_j|u), z_j ~ q(z|u). k = 1 is the ELBO; the bound is
     non-decreasing in k (in expectation) and tends to log p(u)."""
@@ -86,8 +97,9 @@ def iwae_bound(model: EncoderDecoder, u: torch.Tensor, *, k: int = 100,
     return torch.cat(out)
 
 
-def implicit_sm_loss(score_fn: ScoreFn, u: torch.Tensor,
-                     *, create_graph: bool = True) -> torch.Tensor:
+def implicit_sm_loss(
+    score_fn: ScoreFn, u: torch.Tensor, *, create_graph: bool = True
+) -> torch.Tensor:
     """Hyvarinen's implicit score matching, E[tr(ds/du) + 1/2 ||s||^2], with the exact
     Jacobian trace: one backward pass per dimension, each vectorised over the batch (cost
     grows with d; use :func:`sliced_sm_loss` beyond d ~ 10)."""
@@ -97,15 +109,24 @@ def implicit_sm_loss(score_fn: ScoreFn, u: torch.Tensor,
     for i in range(u.shape[1]):
         # rows are independent, so the gradient of the column sum is the per-row derivative
         # (the graph is kept for the next dimension even when no higher-order graph is built)
-        g = torch.autograd.grad(s[:, i].sum(), u, create_graph=create_graph,
-                                retain_graph=create_graph or i + 1 < u.shape[1])[0]
+        g = torch.autograd.grad(
+            s[:, i].sum(),
+            u,
+            create_graph=create_graph,
+            retain_graph=create_graph or i + 1 < u.shape[1],
+        )[0]
         tr = tr + g[:, i]
     return (tr + 0.5 * (s**2).sum(1)).mean()
 
 
-def sliced_sm_loss(score_fn: ScoreFn, u: torch.Tensor, *,
-                   n_projections: int = 1, generator: torch.Generator | None = None,
-                   create_graph: bool = True) -> torch.Tensor:
+def sliced_sm_loss(
+    score_fn: ScoreFn,
+    u: torch.Tensor,
+    *,
+    n_projections: int = 1,
+    generator: torch.Generator | None = None,
+    create_graph: bool = True,
+) -> torch.Tensor:
     """Sliced score matching, variance-reduced form (Song, Garg, Shi & Ermon 2019):
     E[v^T (ds/du) v + 1/2 ||s||^2] with v ~ N(0, I); one backward pass for all
     ``n_projections`` projections (the batch is replicated)."""
@@ -117,9 +138,17 @@ def sliced_sm_loss(score_fn: ScoreFn, u: torch.Tensor, *,
     return ((g * v).sum(1) + 0.5 * (s**2).sum(1)).mean()
 
 
-def confinement_penalty(score_fn: ScoreFn, n: int,
-                        radius: float, *, dim: int, generator: torch.Generator | None = None,
-                        device: Any = "cpu", pull: float = 0.1, reach: float = 30.0) -> torch.Tensor:
+def confinement_penalty(
+    score_fn: ScoreFn,
+    n: int,
+    radius: float,
+    *,
+    dim: int,
+    generator: torch.Generator | None = None,
+    device: Any = "cpu",
+    pull: float = 0.1,
+    reach: float = 30.0,
+) -> torch.Tensor:
     """E[relu(<s(v), v>/|v|^2 + pull)^2] over points v beyond the data: uniform in direction,
     |v| log-uniform in [radius, reach * radius].
 
@@ -138,8 +167,9 @@ def confinement_penalty(score_fn: ScoreFn, n: int,
     return (torch.relu(radial + pull) ** 2).mean()
 
 
-def dsm_loss(score_fn: ScoreFn, u: torch.Tensor, sigma: float,
-             *, generator: torch.Generator | None = None) -> torch.Tensor:
+def dsm_loss(
+    score_fn: ScoreFn, u: torch.Tensor, sigma: float, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Denoising score matching at one noise level (Vincent 2011), weighted by sigma^2:
     1/2 E ||sigma s(u + sigma z) + z||^2. Its minimiser is the score of the data convolved
     with N(0, sigma^2 I); the weight only rescales the loss to O(1)."""
@@ -148,8 +178,9 @@ def dsm_loss(score_fn: ScoreFn, u: torch.Tensor, sigma: float,
     return 0.5 * ((sigma * s + z) ** 2).sum(1).mean()
 
 
-def empirical_target(noisy: torch.Tensor, sigma: torch.Tensor,
-                     reference: torch.Tensor) -> torch.Tensor:
+def empirical_target(
+    noisy: torch.Tensor, sigma: torch.Tensor, reference: torch.Tensor
+) -> torch.Tensor:
     """sigma * E[score | noisy point] under the empirical distribution of ``reference``:
     sum_j w_j (x_j - noisy) / sigma with w_j proportional to N(noisy; x_j, sigma^2 I).
 
@@ -164,10 +195,17 @@ def empirical_target(noisy: torch.Tensor, sigma: torch.Tensor,
     return (w @ reference - noisy) / sigma
 
 
-def ncsn_loss(model: NoiseConditional, u: torch.Tensor, sigmas: torch.Tensor | None = None, *,
-              generator: torch.Generator | None = None, continuous: bool = False,
-              reference: torch.Tensor | None = None, spread: float = 1.0,
-              spread_cap: float = 1.0) -> torch.Tensor:
+def ncsn_loss(
+    model: NoiseConditional,
+    u: torch.Tensor,
+    sigmas: torch.Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    continuous: bool = False,
+    reference: torch.Tensor | None = None,
+    spread: float = 1.0,
+    spread_cap: float = 1.0,
+) -> torch.Tensor:
     """NCSN objective (Song & Ermon 2019, eq. 5-6): a noise level per example,
     lambda(sigma) = sigma^2, so 1/2 E ||sigma s(u~, sigma) - t||^2 with u~ = u + sigma z.
 
@@ -214,4 +252,3 @@ def ncsn_loss(model: NoiseConditional, u: torch.Tensor, sigmas: torch.Tensor | N
     s = model(noisy, s_col[:, 0])
     target = -z if reference is None else empirical_target(noisy, s_col, reference)
     return 0.5 * ((s_col * s - target) ** 2).sum(1).mean()
-

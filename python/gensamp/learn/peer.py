@@ -13,8 +13,10 @@ def network(d: int, hidden: int, seed: int = 0) -> torch.nn.Sequential:
     """The benchmark net: 3 Linear layers with ReLU, log-sigma appended to the input."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(d + 1, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(d + 1, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
         torch.nn.Linear(hidden, d),
     )
     out = net[-1]
@@ -24,8 +26,15 @@ def network(d: int, hidden: int, seed: int = 0) -> torch.nn.Sequential:
     return net
 
 
-def annealed_loop(net: torch.nn.Module, n: int, d: int, T: int, sigmas: Any,
-                  eps: float = 1e-3, threads: int | None = None) -> None:
+def annealed_loop(
+    net: torch.nn.Module,
+    n: int,
+    d: int,
+    T: int,
+    sigmas: Any,
+    eps: float = 1e-3,
+    threads: int | None = None,
+) -> None:
     """What a user writes instead: batched annealed Langevin in PyTorch (default threads
     unless ``threads`` is given)."""
     if threads is not None:

@@ -38,8 +38,9 @@ SCORE_FIT = FitConfig(epochs=200, lr=1e-3, patience=30)
 NCSN_FIT = FitConfig(epochs=300, lr=3e-3, normalize="isotropic")
 
 
-def _config(caller: str, default: FitConfig, given: FitConfig | None,
-            options: dict[str, Any]) -> FitConfig:
+def _config(
+    caller: str, default: FitConfig, given: FitConfig | None, options: dict[str, Any]
+) -> FitConfig:
     if given is not None and not isinstance(given, FitConfig):
         raise TypeError(f"fit must be a gensamp.FitConfig, got {type(given).__name__}")
     return (given or default).with_options(caller, options)
@@ -51,8 +52,14 @@ def _finish(model: Any, hist: History, info: dict[str, Any]) -> Any:
     return model.cpu()
 
 
-def langevin_defaults(model: ScoreNet, u: Any, *, step_fraction: float = 0.1,
-                      relax: float = 20.0, max_points: int = 2000) -> dict[str, Any]:
+def langevin_defaults(
+    model: ScoreNet,
+    u: Any,
+    *,
+    step_fraction: float = 0.1,
+    relax: float = 20.0,
+    max_points: int = 2000,
+) -> dict[str, Any]:
     """Plain-Langevin settings for an unconditional score network, from its curvature on
     the data: kappa(u) = -tr(ds/du)/d (1/variance of the local Gaussian fit), computed exactly
     on up to ``max_points`` points. eps = step_fraction / kappa_95 (kappa's 95th percentile:
@@ -83,9 +90,17 @@ def langevin_defaults(model: ScoreNet, u: Any, *, step_fraction: float = 0.1,
 # ---- VAE --------------------------------------------------------------------------------------
 
 
-def train_vae(data: Any, *, latent_dim: int = 2, hidden: Sequence[int] = (128, 128),
-              activation: str = "silu", beta: float = 1.0, warmup_epochs: int = 0,
-              fit: FitConfig | None = None, **options: Any) -> VAE:
+def train_vae(
+    data: Any,
+    *,
+    latent_dim: int = 2,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "silu",
+    beta: float = 1.0,
+    warmup_epochs: int = 0,
+    fit: FitConfig | None = None,
+    **options: Any,
+) -> VAE:
     """Fit a Gaussian VAE with a learned-variance decoder by maximising the ELBO.
 
     Parameters
@@ -110,11 +125,18 @@ def train_vae(data: Any, *, latent_dim: int = 2, hidden: Sequence[int] = (128, 1
     latent_dim = as_int(latent_dim, "latent_dim", 1)
     prep = prepare(data, cfg)
     d = prep.train.shape[1]
-    model = build(cfg, lambda: VAE(d, latent_dim, hidden, activation,
-                                   shift=prep.shift, scale=prep.scale))
-    settings = {"latent_dim": latent_dim, "hidden": list(model.hidden), "activation": activation,
-                "beta": beta, "warmup_epochs": warmup_epochs, **cfg.settings(),
-                "n_train": int(prep.train.shape[0])}
+    model = build(
+        cfg, lambda: VAE(d, latent_dim, hidden, activation, shift=prep.shift, scale=prep.scale)
+    )
+    settings = {
+        "latent_dim": latent_dim,
+        "hidden": list(model.hidden),
+        "activation": activation,
+        "beta": beta,
+        "warmup_epochs": warmup_epochs,
+        **cfg.settings(),
+        "n_train": int(prep.train.shape[0]),
+    }
 
     def loss(m: VAE, u: torch.Tensor, g: torch.Generator, warm: float) -> torch.Tensor:
         return -O.elbo(m, u, beta=beta * warm, generator=g).mean()
@@ -129,10 +151,18 @@ def train_vae(data: Any, *, latent_dim: int = 2, hidden: Sequence[int] = (128, 1
 # ---- unconditional score networks ------------------------------------------------------------
 
 
-def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
-                n_projections: int = 1, hidden: Sequence[int] = (128, 128),
-                activation: str = "silu", confine: float = 1.0,
-                fit: FitConfig | None = None, **options: Any) -> ScoreNet:
+def train_score(
+    data: Any,
+    method: str = "exact",
+    *,
+    sigma: float | None = None,
+    n_projections: int = 1,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "silu",
+    confine: float = 1.0,
+    fit: FitConfig | None = None,
+    **options: Any,
+) -> ScoreNet:
     """Fit an unconditional score network s(x) ~ grad log p(x).
 
     method : "exact" -- implicit score matching with the full Jacobian trace (one backward
@@ -168,13 +198,18 @@ def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
     prep = prepare(data, cfg)
     d = prep.train.shape[1]
     if method == "exact" and d > EXACT_MAX_DIM:
-        raise ValueError(f"method='exact' takes one backward pass per dimension; d={d} > "
-                         f"{EXACT_MAX_DIM}: use method='sliced'")
-    model = build(cfg, lambda: ScoreNet(d, hidden, activation, shift=prep.shift,
-                                        scale=prep.scale))
-    settings: dict[str, Any] = {"method": method, "hidden": list(model.hidden),
-                                "activation": activation, **cfg.settings(),
-                                "n_train": int(prep.train.shape[0])}
+        raise ValueError(
+            f"method='exact' takes one backward pass per dimension; d={d} > "
+            f"{EXACT_MAX_DIM}: use method='sliced'"
+        )
+    model = build(cfg, lambda: ScoreNet(d, hidden, activation, shift=prep.shift, scale=prep.scale))
+    settings: dict[str, Any] = {
+        "method": method,
+        "hidden": list(model.hidden),
+        "activation": activation,
+        **cfg.settings(),
+        "n_train": int(prep.train.shape[0]),
+    }
     if method == "sliced":
         settings["n_projections"] = n_projections
     if method == "denoising":
@@ -182,28 +217,30 @@ def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
     settings["confine"] = confine
     radius = float(prep.train.norm(dim=1).max())
 
-    def objective(m: ScoreNet, u: torch.Tensor, g: torch.Generator,
-                  create_graph: bool = True) -> torch.Tensor:
+    def objective(
+        m: ScoreNet, u: torch.Tensor, g: torch.Generator, create_graph: bool = True
+    ) -> torch.Tensor:
         if method == "exact":
             return O.implicit_sm_loss(m, u, create_graph=create_graph)
         if method == "sliced":
-            return O.sliced_sm_loss(m, u, n_projections=n_projections, generator=g,
-                                    create_graph=create_graph)
+            return O.sliced_sm_loss(
+                m, u, n_projections=n_projections, generator=g, create_graph=create_graph
+            )
         assert sigma is not None
         return O.dsm_loss(m, u, sigma, generator=g)
 
     def loss(m: ScoreNet, u: torch.Tensor, g: torch.Generator, warm: float = 1.0) -> torch.Tensor:
         value = objective(m, u, g)
         if confine > 0:
-            value = value + confine * O.confinement_penalty(m, u.shape[0], radius, dim=d,
-                                                            generator=g, device=u.device)
+            value = value + confine * O.confinement_penalty(
+                m, u.shape[0], radius, dim=d, generator=g, device=u.device
+            )
         return value
 
     def held_out(m: ScoreNet, u: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return objective(m, u, g, create_graph=False)
 
-    obj = Objective(f"score/{method}", loss, held_out,
-                    held_out_needs_grad=method != "denoising")
+    obj = Objective(f"score/{method}", loss, held_out, held_out_needs_grad=method != "denoising")
     hist = fit_model(model, prep, obj, cfg, settings)
     model.sampler_defaults = langevin_defaults(model, prep.train.cpu().numpy())
     return _finish(model, hist, {"dsm_sigma": sigma} if method == "denoising" else {})
@@ -212,22 +249,38 @@ def train_score(data: Any, method: str = "exact", *, sigma: float | None = None,
 # ---- noise-conditional score networks --------------------------------------------------------
 
 
-def _ncsn_schedule(prep: Prepared, sigmas: Any, sigma_min: float, sigma_max: float | None,
-                   n_levels: int | None, T: int, eps: float | None) -> dict[str, Any]:
+def _ncsn_schedule(
+    prep: Prepared,
+    sigmas: Any,
+    sigma_min: float,
+    sigma_max: float | None,
+    n_levels: int | None,
+    T: int,
+    eps: float | None,
+) -> dict[str, Any]:
     if sigmas is not None:
         defaults = schedule_for_sigmas(sigmas, T)
     else:
         u_np = prep.train.cpu().double().numpy()
-        defaults = ncsn_defaults(u_np, sigma_min=sigma_min, T=T, sigma_max=sigma_max,
-                                 n_levels=n_levels)
+        defaults = ncsn_defaults(
+            u_np, sigma_min=sigma_min, T=T, sigma_max=sigma_max, n_levels=n_levels
+        )
     if eps is not None:
         defaults["eps"] = as_pos_float(eps, "eps")
     return defaults
 
 
-def _ncsn_objective(prep: Prepared, cfg: FitConfig, *, continuous: bool, target: str,
-                    spread: float, spread_cap: float, reference_size: int,
-                    ema: float | None) -> Objective:
+def _ncsn_objective(
+    prep: Prepared,
+    cfg: FitConfig,
+    *,
+    continuous: bool,
+    target: str,
+    spread: float,
+    spread_cap: float,
+    reference_size: int,
+    ema: float | None,
+) -> Objective:
     full_ref = target == "empirical" and prep.train.shape[0] <= reference_size
     dev = prep.train.device
     g_ref = torch.Generator(device=dev).manual_seed(cfg.seeds[2] + 1)
@@ -238,11 +291,19 @@ def _ncsn_objective(prep: Prepared, cfg: FitConfig, *, continuous: bool, target:
             if full_ref:
                 ref = prep.train
             else:  # a random reference batch plus the batch's own points (STF)
-                pick = torch.randint(0, prep.train.shape[0], (reference_size,),
-                                     generator=g_ref, device=dev)
+                pick = torch.randint(
+                    0, prep.train.shape[0], (reference_size,), generator=g_ref, device=dev
+                )
                 ref = torch.cat([prep.train[pick], u])
-        return O.ncsn_loss(m, u, generator=g, continuous=continuous, reference=ref,
-                           spread=spread, spread_cap=spread_cap)
+        return O.ncsn_loss(
+            m,
+            u,
+            generator=g,
+            continuous=continuous,
+            reference=ref,
+            spread=spread,
+            spread_cap=spread_cap,
+        )
 
     def held_out(m: NCSN, u: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         # Several noise draws per held-out point: one draw leaves the comparison between
@@ -252,14 +313,28 @@ def _ncsn_objective(prep: Prepared, cfg: FitConfig, *, continuous: bool, target:
     return Objective("ncsn", loss, held_out, ema=ema)
 
 
-def train_ncsn(data: Any, *, sigmas: Sequence[float] | None = None, sigma_min: float = 0.03,
-               sigma_max: float | None = None, n_levels: int | None = None, T: int = 150,
-               eps: float | None = None, sigma_input: str = "log_sigma",
-               divide_by_sigma: bool = True, continuous: bool = True,
-               target: str = "empirical", spread: float = 3.0, spread_cap: float = 1.0,
-               reference_size: int = 8192, ema: float | None = 0.999,
-               hidden: Sequence[int] = (64, 64, 64), activation: str = "silu",
-               fit: FitConfig | None = None, **options: Any) -> NCSN:
+def train_ncsn(
+    data: Any,
+    *,
+    sigmas: Sequence[float] | None = None,
+    sigma_min: float = 0.03,
+    sigma_max: float | None = None,
+    n_levels: int | None = None,
+    T: int = 150,
+    eps: float | None = None,
+    sigma_input: str = "log_sigma",
+    divide_by_sigma: bool = True,
+    continuous: bool = True,
+    target: str = "empirical",
+    spread: float = 3.0,
+    spread_cap: float = 1.0,
+    reference_size: int = 8192,
+    ema: float | None = 0.999,
+    hidden: Sequence[int] = (64, 64, 64),
+    activation: str = "silu",
+    fit: FitConfig | None = None,
+    **options: Any,
+) -> NCSN:
     """Fit a noise-conditional score network (NCSN; Song & Ermon 2019, "Generative Modeling
     by Estimating Gradients of the Data Distribution", with the defaults of Song & Ermon 2020,
     "Improved Techniques for Training Score-Based Generative Models", arXiv:2006.09011).
@@ -318,16 +393,42 @@ def train_ncsn(data: Any, *, sigmas: Sequence[float] | None = None, sigma_min: f
     prep = prepare(data, cfg)
     d = prep.train.shape[1]
     defaults = _ncsn_schedule(prep, sigmas, sigma_min, sigma_max, n_levels, T, eps)
-    model = build(cfg, lambda: NCSN(
-        d, defaults["sigmas"], hidden, activation, sigma_input=sigma_input,
-        divide_by_sigma=divide_by_sigma, shift=prep.shift, scale=prep.scale,
-        eps=defaults["eps"], T=T))
-    settings = {"hidden": list(model.hidden), "activation": activation, **cfg.settings(),
-                "ema": ema, "n_train": int(prep.train.shape[0]),
-                "n_levels": len(defaults["sigmas"]), "continuous": continuous,
-                "target": target, "spread": spread, "spread_cap": spread_cap}
-    obj = _ncsn_objective(prep, cfg, continuous=continuous, target=target, spread=spread,
-                          spread_cap=spread_cap, reference_size=reference_size, ema=ema)
+    model = build(
+        cfg,
+        lambda: NCSN(
+            d,
+            defaults["sigmas"],
+            hidden,
+            activation,
+            sigma_input=sigma_input,
+            divide_by_sigma=divide_by_sigma,
+            shift=prep.shift,
+            scale=prep.scale,
+            eps=defaults["eps"],
+            T=T,
+        ),
+    )
+    settings = {
+        "hidden": list(model.hidden),
+        "activation": activation,
+        **cfg.settings(),
+        "ema": ema,
+        "n_train": int(prep.train.shape[0]),
+        "n_levels": len(defaults["sigmas"]),
+        "continuous": continuous,
+        "target": target,
+        "spread": spread,
+        "spread_cap": spread_cap,
+    }
+    obj = _ncsn_objective(
+        prep,
+        cfg,
+        continuous=continuous,
+        target=target,
+        spread=spread,
+        spread_cap=spread_cap,
+        reference_size=reference_size,
+        ema=ema,
+    )
     hist = fit_model(model, prep, obj, cfg, settings)
     return _finish(model, hist, {"schedule": "NCSNv2 (Song & Ermon 2020)"})
-
