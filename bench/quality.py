@@ -203,8 +203,10 @@ def machine() -> dict[str, Any]:
 
 def fmt_1d(name: str, r: dict[str, Any], extra: str = "") -> str:
     return (
-        f"| {name} | {r['w1']:.3f} | {r['w1_mean']:.3f} | {r['left']:.4f} ({r['left'] - 0.25:+.4f}) | "
-        f"{r['left_all']:.4f} | {r['far']:.4f} | {r['train_s']:.1f} | {r['sample_s']:.1f} | {extra} |"
+        f"| {name} | {r['w1']:.3f} | {r['w1_mean']:.3f} | "
+        f"{r['left']:.4f} ({r['left'] - 0.25:+.4f}) | "
+        f"{r['left_all']:.4f} | {r['far']:.4f} | "
+        f"{r['train_s']:.1f} | {r['sample_s']:.1f} | {extra} |"
     )
 
 
@@ -262,7 +264,8 @@ def main() -> None:
             f"relative score error {h['sm_langevin']['rel_score_error']:.4f}",
         ),
         f"| floor: resampling the {N_TRAIN} training points | {h['bootstrap']['w1']:.3f} | "
-        f"{h['bootstrap']['w1_mean']:.3f} | {h['bootstrap']['left']:.4f} | {h['data']['left']:.4f} | | | | |",
+        f"{h['bootstrap']['w1_mean']:.3f} | {h['bootstrap']['left']:.4f} | "
+        f"{h['data']['left']:.4f} | | | | |",
         f"| reference: exact i.i.d. samples | {h['iid_exact']['w1']:.3f} | "
         f"{h['iid_exact']['w1_mean']:.3f} | {h['iid_exact']['left']:.4f} | "
         f"{h['iid_exact']['left_all']:.4f} | | | | |",
@@ -315,7 +318,8 @@ def main() -> None:
             + " | ".join(
                 [str(s)]
                 + [
-                    f"{runs[s][k]['w1_mean']:.3f} +- {runs[s][k]['w1_se']:.3f}, {runs[s][k]['pass_rate']:.0%} meet it"
+                    f"{runs[s][k]['w1_mean']:.3f} +- "
+                    f"{runs[s][k]['w1_se']:.3f}, {runs[s][k]['pass_rate']:.0%} meet it"
                     for k in ("ncsn_ald", "bootstrap", "iid_exact")
                 ]
             )

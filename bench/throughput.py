@@ -37,7 +37,8 @@ def measure(shapes, ns, threads_list, budget, reps):
                 row = C.compare(d, h, n, th, budget, reps)
                 rows.append(row)
                 print(
-                    f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  C++ {row['cpp_chain_steps_s']:9.3g}/s "
+                    f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  "
+                    f"C++ {row['cpp_chain_steps_s']:9.3g}/s "
                     f"({row['cpp_gflops']:6.1f} GF/s)  torch {row['torch_chain_steps_s']:9.3g}/s "
                     f"({row['torch_gflops']:6.1f} GF/s)  x{row['speedup']:.1f}",
                     flush=True,

@@ -30,7 +30,8 @@ NO_TORCH = textwrap.dedent(
     from gensamp import cli, datasets, metrics, reference, schedules
 
     rng = np.random.default_rng(0)
-    layers = [(rng.normal(size=(16, 3)) * 0.3, np.zeros(16)), (rng.normal(size=(2, 16)) * 0.1, np.zeros(2))]
+    layers = [(rng.normal(size=(16, 3)) * 0.3, np.zeros(16)),
+              (rng.normal(size=(2, 16)) * 0.1, np.zeros(2))]
     w = gensamp.Weights(layers, ["silu"], sigma_input="log_sigma", divide_by_sigma=True,
                         sampler={"sigmas": [3.0, 1.0, 0.3], "eps": 0.01, "T": 20})
     path = sys.argv[1] + "/net.safetensors"
@@ -40,8 +41,8 @@ NO_TORCH = textwrap.dedent(
     assert np.max(np.abs(x - ref) / (1 + np.abs(ref))) < 1e-4
     mix = datasets.true_mixture("seed_mixture_1d")
     y = gensamp.langevin(mix, 0.1, 50, n=100, seed=0)
-    dec = gensamp.Weights([(rng.normal(size=(8, 2)), np.zeros(8)), (rng.normal(size=(4, 8)), np.zeros(4))],
-                          ["tanh"], role="vae_decoder")
+    dec = gensamp.Weights([(rng.normal(size=(8, 2)), np.zeros(8)),
+                           (rng.normal(size=(4, 8)), np.zeros(4))], ["tanh"], role="vae_decoder")
     assert gensamp.vae_sample(dec, 10).shape == (10, 2)
     assert metrics.wasserstein_1d(y[:, 0], mix.sample(100, seed=1)[:, 0]) >= 0
     assert len(schedules.ncsn_defaults(datasets.seed_mixture_1d(200))["sigmas"]) >= 2

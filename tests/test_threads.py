@@ -54,7 +54,9 @@ import sys, numpy as np, gensamp
 sys.path.insert(0, {tests!r})
 from conftest import random_mlp
 outs = []
-for act in ("relu", "leaky_relu", "gelu", "silu", "tanh", "softplus", "elu", "sigmoid", "gelu_tanh"):
+for act in (
+    "relu", "leaky_relu", "gelu", "silu", "tanh", "softplus", "elu", "sigmoid", "gelu_tanh"
+):
     w = gensamp.export(random_mlp(5, 72, act, "sigma", seed=4), sigma_input="sigma")
     for n in (90, 7):  # 7 chains take the narrow (output-vectorised) kernels
         y = gensamp.annealed_langevin(w, [1.0, 0.3, 0.1], 1e-3, 40, n=n, seed=3, threads=2)

@@ -1,6 +1,6 @@
-"""gensamp.learn (models, objectives, fit loop, training calls) and gensamp.schedules: objectives, torch-vs-engine agreement, and small seeded
-training runs that must learn the right thing (fast settings; loose bounds that still fail when
-a method is wrong)."""
+"""gensamp.learn (models, objectives, fit loop, training calls) and gensamp.schedules:
+objectives, torch-vs-engine agreement, and small seeded training runs that must learn the right
+thing (fast settings; loose bounds that still fail when a method is wrong)."""
 
 from __future__ import annotations
 
@@ -321,7 +321,7 @@ def test_ncsn_default_sampler_settings_recover_exact_mixture_weights():
     assert M.wasserstein_1d(y, mix.sample(50_000, seed=2)) < 0.12
 
 
-# ---- training --------------------------------------------------------------------------------------
+# ---- training ------------------------------------------------------------------------------------
 
 
 def test_train_score_exact_learns_the_score(two_bumps):

@@ -193,7 +193,7 @@ def test_loader_refuses_wrong_dtype(tmp_path):
     gensamp.export(random_mlp(2, 8, "relu", seed=1)).save(p)
     with safe_open(str(p), framework="numpy") as f:
         meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     tensors["layers.1.weight"] = tensors["layers.1.weight"].astype(np.float64)
     save_file(tensors, str(p), metadata=meta)
     with pytest.raises(ValueError, match="layers.1.weight has dtype float64"):

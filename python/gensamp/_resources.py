@@ -8,6 +8,7 @@ cannot fit is refused with a MemoryError before it allocates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 
@@ -98,10 +99,8 @@ def _available_memory() -> int | None:
     except (OSError, ValueError):
         pass
     if avail is None:
-        try:
+        with contextlib.suppress(ValueError, OSError, AttributeError):  # non-POSIX
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-            pass
     for room in (_cgroup_room(), _address_space_room()):
         if room is not None:
             avail = room if avail is None else min(avail, room)

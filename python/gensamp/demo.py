@@ -374,16 +374,19 @@ def _write_markdown(path: str, rep: dict[str, Any]) -> str:
         "",
         "## Seed 1D mixture 1/4 N(-9, 1) + 3/4 N(4, 2²)",
         "",
-        f"{rep['settings']['n_train']} training points, {rep['settings']['n_samples']} samples drawn "
+        f"{rep['settings']['n_train']} training points, {rep['settings']['n_samples']} "
+        f"samples drawn "
         f"by the C++ engine, compared with {rep['settings']['n_truth']} fresh true samples.",
         "",
-        "| model + sampler | W1 | KS | mode weights (true 0.25, 0.75) | far from modes | train s | sample s | chain-steps/s |",
+        "| model + sampler | W1 | KS | mode weights (true 0.25, 0.75) | far from modes | "
+        "train s | sample s | chain-steps/s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, x in rows:
         cs = x.get("chain_steps_per_s")
         lines.append(
-            f"| {name} | {x['w1']:.3f} | {x['ks']:.3f} | {plots._weights_text(x['mode_weights'])} | "
+            f"| {name} | {x['w1']:.3f} | {x['ks']:.3f} | "
+            f"{plots._weights_text(x['mode_weights'])} | "
             f"{x['far_from_modes']:.4f} | {x['train_seconds']:.1f} | {x['sample_seconds']:.2f} | "
             f"{_fmt(cs, '.3g')} |"
         )
@@ -423,7 +426,8 @@ def _write_markdown(path: str, rep: dict[str, Any]) -> str:
     lines += ["", "## Targets", "", "| metric | value | bound | |", "|---|---|---|---|"]
     for c in rep["targets"]:
         lines.append(
-            f"| {c['metric']} | {c['value']:.4f} | ≤ {c['bound']} | {'ok' if c['ok'] else 'MISSED'} |"
+            f"| {c['metric']} | {c['value']:.4f} | "
+            f"≤ {c['bound']} | {'ok' if c['ok'] else 'MISSED'} |"
         )
     lines += [
         "",

@@ -13,7 +13,8 @@ name                       shape          meaning
 =========================  =============  ==============================================
 ``layers.{i}.weight``      [out_i, in_i]  Linear layer i, torch ``nn.Linear`` layout
 ``layers.{i}.bias``        [out_i]        its bias
-``norm.shift``             [d]            optional; data x maps to model space u = (x - shift) / scale
+``norm.shift``             [d]            optional; data x maps to model space
+                                          u = (x - shift) / scale
 ``norm.scale``             [d]            optional, > 0; present iff ``norm.shift`` is
 =========================  =============  ==============================================
 
@@ -25,7 +26,8 @@ key                  value
 ``format``           ``gensamp.weights``
 ``format_version``   ``1`` (integer as text); other versions are refused
 ``n_layers``         number of Linear layers L (integer as text)
-``activations``      JSON list of L-1 names from :data:`gensamp.activations.NAMES`, one per hidden layer
+``activations``      JSON list of L-1 names from :data:`gensamp.activations.NAMES`, one per
+                     hidden layer
 ``sigma_input``      ``none``, ``sigma`` or ``log_sigma``: whether sigma (or log sigma) is the
                      last input column of layer 0 (then in_0 = d + 1)
 ``divide_by_sigma``  ``true`` or ``false``: network output divided by sigma (NCSNv2 style)
@@ -296,7 +298,8 @@ class Weights:
         return self._engine_cache
 
     def forward(self, inputs: Any) -> np.ndarray:
-        """Raw network outputs (C++ engine) for raw inputs [n, input_dim] (sigma column included)."""
+        """Raw network outputs (C++ engine) for raw inputs [n, input_dim] (the sigma column
+        included)."""
         return self._engine().forward(as_rows(inputs, self.input_dim, "inputs"))
 
     def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
@@ -379,7 +382,7 @@ def _check_header(path: PathLike) -> None:
     hlen = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
     # A safetensors file: 8-byte length, then a JSON header that starts with '{'. Test that
     # first: a valid header length can begin with the bytes b"\x80" or b"PK" too.
-    looks_safetensors = 2 <= hlen and 8 + hlen <= size and head[8:9] == b"{"
+    looks_safetensors = hlen >= 2 and 8 + hlen <= size and head[8:9] == b"{"
     if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise _fail(
             path,
@@ -401,7 +404,7 @@ def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     try:
         with safe_open(os.fspath(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise _fail(path, f"{type(exc).__name__}: {exc}") from None
     return meta, tensors

@@ -5,7 +5,8 @@ its torch forward pass computes exactly what its exported :class:`~gensamp.Weigh
 
 * ``ScoreNet.forward(u)``          = ``net(u)``                                 (role "score")
 * ``NCSN.forward(u, sigma)``       = ``net(cat[u, sigma or log sigma]) [/ sigma]`` (role "ncsn")
-* ``VAE.forward(z)``               = ``decoder(z)`` = [mean | log-variance] of u  (role "vae_decoder")
+* ``VAE.forward(z)``               = ``decoder(z)`` = [mean | log-variance] of u
+                                                                 (role "vae_decoder")
 
 all in model coordinates u (sigma too). ``gensamp.export(model)`` calls ``model.to_weights()``,
 which also stores the recommended sampler defaults and the training provenance.
