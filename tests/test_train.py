@@ -538,3 +538,34 @@ def test_training_api_is_top_level_and_lazy():
     assert gensamp.train_vae is train_vae and gensamp.train_score is train_score
     with pytest.raises(AttributeError, match="no attribute"):
         gensamp.not_a_function  # noqa: B018
+
+
+@pytest.mark.parametrize("kind", ["ncsn", "vae", "score"])
+def test_ctrl_c_keeps_the_model_trained_so_far(kind, monkeypatch):
+    """Ctrl-C in the 3rd epoch: TrainingInterrupted carries a finished, exportable model whose
+    history says it was interrupted after 2 complete epochs."""
+    from gensamp.learn import TrainingInterrupted
+    from gensamp.learn import fit as F
+
+    x = D.seed_mixture_1d(300, seed=0)
+    real_held_out = F._held_out
+    calls = {"n": 0}
+
+    def held_out(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_held_out(*args, **kwargs)
+
+    monkeypatch.setattr(F, "_held_out", held_out)
+    train = {"ncsn": train_ncsn, "vae": train_vae, "score": train_score}[kind]
+    with pytest.raises(TrainingInterrupted) as info:
+        train(x, epochs=50, **FAST)
+    assert isinstance(info.value, KeyboardInterrupt)
+    model = info.value.model
+    h = model.history
+    assert h.interrupted and not h.stopped_early
+    assert h.epochs == 3 and len(h.val_loss) == 2  # the 3rd epoch trained, its check was cut
+    w = gensamp.export(model)
+    assert w.info["training"]["interrupted"] is True
+    assert np.all(np.isfinite(w.layers[0][0]))

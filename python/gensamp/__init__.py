@@ -18,7 +18,7 @@ from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 
 if TYPE_CHECKING:
     from . import datasets, learn, metrics
-    from .learn import FitConfig, export, train_ncsn, train_score, train_vae
+    from .learn import FitConfig, TrainingInterrupted, export, train_ncsn, train_score, train_vae
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 # saved weights never pays for it (and works where torch is not installed).
 _LAZY = {
     "FitConfig": "gensamp.learn",
+    "TrainingInterrupted": "gensamp.learn",
     "export": "gensamp.learn",
     "train_ncsn": "gensamp.learn",
     "train_score": "gensamp.learn",
@@ -54,6 +55,7 @@ __all__ = [
     "DivergenceWarning",
     "FitConfig",
     "GaussianMixture",
+    "TrainingInterrupted",
     "Weights",
     "annealed_langevin",
     "datasets",

@@ -14,7 +14,7 @@ and data sets work where torch is not installed. The names here are also importa
 """
 
 from .exporter import export
-from .fit import FitConfig, History
+from .fit import FitConfig, History, TrainingInterrupted
 from .models import NCSN, VAE, ScoreNet
 from .train import langevin_defaults, train_ncsn, train_score, train_vae
 
@@ -24,6 +24,7 @@ __all__ = [
     "FitConfig",
     "History",
     "ScoreNet",
+    "TrainingInterrupted",
     "export",
     "langevin_defaults",
     "train_ncsn",

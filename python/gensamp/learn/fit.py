@@ -28,13 +28,28 @@ from tqdm import tqdm
 
 from .._validate import as_array, as_bool, as_choice, as_int, as_opt_int, as_pos_float
 
-__all__ = ["FitConfig", "History"]
+__all__ = ["FitConfig", "History", "TrainingInterrupted"]
 
 NORMALIZE = ("standard", "isotropic", "none")
 #: the threads= bound of the training calls (as the samplers'): beyond it the OS refuses
 MAX_THREADS = 4096
 
 Loss = Callable[..., torch.Tensor]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training. The run stopped gracefully: ``model`` is the fitted model as a
+    completed call would return it (the best epoch's weights under early stopping, the moving
+    average with ``ema``, else the weights at the interrupt), its ``history.interrupted`` is
+    True. A KeyboardInterrupt subclass, so a script that does not catch it still stops."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        epochs = model.history.epochs if getattr(model, "history", None) else 0
+        super().__init__(
+            f"training interrupted after {epochs} complete epoch(s); the model "
+            "trained so far is the exception's .model"
+        )
 
 
 @dataclass(frozen=True)
@@ -216,8 +231,8 @@ class History:
     """What a training run did: per-epoch mean training loss and held-out loss (model
     coordinates; the losses are the objective being minimised, e.g. -ELBO), the epoch with
     the lowest held-out loss (``best_epoch``), the epoch whose weights were returned
-    (``kept_epoch``: the best one under early stopping, else the last), whether early
-    stopping ended the run, and wall-clock seconds."""
+    (``kept_epoch``: the best one under early stopping, else the last complete one), whether
+    early stopping or Ctrl-C (``interrupted``) ended the run, and wall-clock seconds."""
 
     method: str
     train_loss: list[float] = field(default_factory=list)
@@ -225,6 +240,7 @@ class History:
     best_epoch: int = -1
     kept_epoch: int = -1
     stopped_early: bool = False
+    interrupted: bool = False
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -241,6 +257,7 @@ class History:
             "best_epoch": self.best_epoch,
             "kept_epoch": self.kept_epoch,
             "stopped_early": self.stopped_early,
+            "interrupted": self.interrupted,
             "final_train_loss": self.train_loss[-1] if self.train_loss else None,
             "best_val_loss": self.val_loss[self.best_epoch] if has_best else None,
             "seconds": round(self.seconds, 3),
@@ -365,39 +382,44 @@ def _fit(
         leave=False,
         file=sys.stderr,
     )
-    for epoch in bar:
-        model.train()
-        perm = torch.randperm(n, generator=g_perm).to(dev)
-        total = 0.0
-        for i in range(0, n, cfg.batch_size):
-            batch = data.train[perm[i : i + cfg.batch_size]]
-            warm = (epoch + i / n) / obj.warmup_epochs if obj.warmup_epochs else 1.0
-            value = obj.train(model, batch, g_noise, min(1.0, warm))
-            if not torch.isfinite(value):
-                raise FloatingPointError(
-                    f"{obj.method}: the training loss became {value.item()} at epoch {epoch}; "
-                    "lower lr or check the data for extreme outliers"
-                )
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            averager.update(step)
-            total += float(value.detach()) * batch.shape[0]
-        hist.train_loss.append(total / n)
-        if data.val is None:
-            bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}")
-            continue
-        averager.avg.eval()
-        v = _held_out(obj, averager.avg, data.val, seeds[2])
-        hist.val_loss.append(v)
-        bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}", val=f"{v:.4g}")
-        if epoch + 1 < obj.warmup_epochs:
-            continue  # the objective itself still changes during warm-up: nothing to compare
-        if best.observe(hist, epoch, v, averager.avg):
-            hist.stopped_early = True
-            break
+    try:
+        for epoch in bar:
+            model.train()
+            perm = torch.randperm(n, generator=g_perm).to(dev)
+            total = 0.0
+            for i in range(0, n, cfg.batch_size):
+                batch = data.train[perm[i : i + cfg.batch_size]]
+                warm = (epoch + i / n) / obj.warmup_epochs if obj.warmup_epochs else 1.0
+                value = obj.train(model, batch, g_noise, min(1.0, warm))
+                if not torch.isfinite(value):
+                    raise FloatingPointError(
+                        f"{obj.method}: the training loss became {value.item()} at epoch "
+                        f"{epoch}; lower lr or check the data for extreme outliers"
+                    )
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                averager.update(step)
+                total += float(value.detach()) * batch.shape[0]
+            hist.train_loss.append(total / n)
+            if data.val is None:
+                bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}")
+                continue
+            averager.avg.eval()
+            v = _held_out(obj, averager.avg, data.val, seeds[2])
+            hist.val_loss.append(v)
+            bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}", val=f"{v:.4g}")
+            if epoch + 1 < obj.warmup_epochs:
+                continue  # the objective itself still changes during warm-up: nothing to compare
+            if best.observe(hist, epoch, v, averager.avg):
+                hist.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        # Ctrl-C keeps what was trained: the run ends as if it had stopped here, and the
+        # training call raises TrainingInterrupted carrying the model.
+        hist.interrupted = True
     bar.close()
     if best.state is not None:
         model.load_state_dict(best.state)

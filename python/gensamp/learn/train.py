@@ -10,6 +10,10 @@ defaults included.
 The options every call shares (epochs, batch_size, lr, val_fraction, patience, normalize,
 seed, device, progress, threads) are the fields of :class:`~gensamp.learn.fit.FitConfig`:
 pass them as keyword arguments, or as ``fit=FitConfig(...)``.
+
+Ctrl-C while training stops the run gracefully and raises :class:`TrainingInterrupted`
+(a KeyboardInterrupt) whose ``.model`` is the model trained so far, finished as a completed
+call would return it (export it with ``gensamp.export(exc.model)``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ from .. import activations as _acts
 from .._validate import as_array, as_bool, as_choice, as_int, as_pos_float
 from ..schedules import ncsn_defaults, schedule_for_sigmas
 from . import objectives as O
-from .fit import FitConfig, History, Objective, Prepared, build, prepare
+from .fit import FitConfig, History, Objective, Prepared, TrainingInterrupted, build, prepare
 from .fit import fit as fit_model
 from .models import NCSN, VAE, ScoreNet
 
-__all__ = ["FitConfig", "History", "langevin_defaults", "train_ncsn", "train_score", "train_vae"]
+__all__ = [
+    "FitConfig",
+    "History",
+    "TrainingInterrupted",
+    "langevin_defaults",
+    "train_ncsn",
+    "train_score",
+    "train_vae",
+]
 
 EXACT_MAX_DIM = 64  # beyond this the d backward passes of the exact trace are the wrong tool
 
@@ -49,7 +61,10 @@ def _config(
 def _finish(model: Any, hist: History, info: dict[str, Any]) -> Any:
     model.history = hist
     model.info.update(info)
-    return model.cpu()
+    model = model.cpu()
+    if hist.interrupted:
+        raise TrainingInterrupted(model)
+    return model
 
 
 def langevin_defaults(
