@@ -35,6 +35,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)
 
 # One mixture per dimension, built once (hypothesis calls each test many times).
 MIXTURES = {
@@ -250,14 +251,17 @@ def _integral(v):
 
 
 VALID = {
-    "eps": lambda v: _real(v) and math.isfinite(float(v)) and 0 < float(v) < F32_MAX,
+    # float32 must hold it as a normal number (the engine's precision)
+    "eps": lambda v: _real(v) and math.isfinite(float(v)) and F32_TINY <= float(v) < F32_MAX,
     "T": lambda v: _integral(v) is not None and 1 <= _integral(v) <= 2**31 - 1,
     "n": lambda v: v is None or (_integral(v) is not None and _integral(v) >= 1),
     "seed": lambda v: _integral(v) is not None and 0 <= _integral(v) < 2**64,
     "threads": lambda v: v is None or (_integral(v) is not None and 1 <= _integral(v) <= 4096),
     "record_every": lambda v: _integral(v) is not None and 0 <= _integral(v) <= 2**31 - 1,
     "tile": lambda v: v is None or (_integral(v) is not None and 1 <= _integral(v) <= 65536),
-    "sigma": lambda v: v is None or (_real(v) and math.isfinite(float(v)) and float(v) >= 0),
+    "sigma": lambda v: (
+        v is None or (_real(v) and (float(v) == 0 or F32_TINY <= float(v) <= F32_MAX))
+    ),
 }
 
 

@@ -20,7 +20,9 @@ MAX_THREADS = 4096  # for threads= and $GENSAMP_NUM_THREADS alike
 
 
 def resolve_threads(threads: object) -> int:
-    """threads=None: $GENSAMP_NUM_THREADS if set, else OpenMP's default (OMP_NUM_THREADS, cores)."""
+    """The engine's thread count. threads=None: $GENSAMP_NUM_THREADS if set, else OpenMP's
+    default (OMP_NUM_THREADS, else the cores), capped at MAX_THREADS like every other source:
+    OMP_NUM_THREADS=100000 must not reach the thread pool."""
     if threads is None:
         env = os.environ.get(THREADS_ENV)
         if env:
@@ -32,7 +34,7 @@ def resolve_threads(threads: object) -> int:
                 # An absurd count would make OpenMP fail to create threads, which kills the process.
                 raise ValueError(f"{THREADS_ENV} must be in [1, {MAX_THREADS}], got {threads}")
             return threads
-        return max(1, int(_core.max_threads()))
+        return min(MAX_THREADS, max(1, int(_core.max_threads())))
     return as_int(threads, "threads", 1, MAX_THREADS)
 
 

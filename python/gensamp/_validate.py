@@ -65,14 +65,25 @@ def as_opt_int(v: Any, name: str, lo: int, hi: int | None = None) -> int | None:
     return None if v is None else as_int(v, name, lo, hi)
 
 
-def as_pos_float(v: Any, name: str, *, allow_zero: bool = False) -> float:
+F32_TINY = float(np.finfo(np.float32).tiny)
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_pos_float(v: Any, name: str, *, allow_zero: bool = False, f32: bool = False) -> float:
     """A finite real > 0 (>= 0 with ``allow_zero``) as a float; TypeError for non-reals
-    (bools included), ValueError naming ``name`` otherwise."""
+    (bools included), ValueError naming ``name`` otherwise. With ``f32`` the value must also
+    survive the engine's float32: a normal float32 (1e-300 would become 0, 1e-40 a denormal
+    whose inverse overflows), not beyond its range."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {v!r}")
     f = float(v)
     if not (np.isfinite(f) and (f > 0 or (allow_zero and f == 0))):
         raise ValueError(f"{name} must be finite and {'>=' if allow_zero else '>'} 0, got {v!r}")
+    if f32 and f != 0 and not F32_TINY <= f <= F32_MAX:
+        raise ValueError(
+            f"{name}={v!r} does not survive the conversion to float32, the engine's precision: "
+            f"use a value in [{F32_TINY:.3g}, {F32_MAX:.3g}]"
+        )
     return f
 
 
@@ -90,8 +101,11 @@ def as_choice(v: Any, name: str, choices: tuple[str, ...]) -> str:
     return v
 
 
-def as_sigmas(sigmas: Any, name: str = "sigmas", *, min_levels: int = 1) -> list[float]:
-    """A noise schedule sigma_1 > ... > sigma_L > 0 (finite) as a list of floats."""
+def as_sigmas(
+    sigmas: Any, name: str = "sigmas", *, min_levels: int = 1, f32: bool = False
+) -> list[float]:
+    """A noise schedule sigma_1 > ... > sigma_L > 0 (finite) as a list of floats; with
+    ``f32`` every level must survive the engine's float32 (see :func:`as_pos_float`)."""
     try:
         s = np.asarray(sigmas, dtype=np.float64)
     except (TypeError, ValueError):
@@ -106,6 +120,9 @@ def as_sigmas(sigmas: Any, name: str = "sigmas", *, min_levels: int = 1) -> list
         raise ValueError(f"{name} must be finite and > 0, got {s.tolist()}")
     if np.any(np.diff(s) >= 0):
         raise ValueError(f"{name} must be strictly decreasing (sigma_1 > ... > sigma_L)")
+    if f32:
+        for i, v in enumerate(s):
+            as_pos_float(float(v), f"{name}[{i}]", f32=True)
     return [float(v) for v in s]
 
 

@@ -33,6 +33,12 @@ class GaussianMixture:
         if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
             raise ValueError("weights must be a non-empty array of finite values > 0")
         w = w / w.max()  # only ratios matter; keeps the sum finite
+        if np.any(w < np.finfo(np.float64).tiny):
+            lost = np.flatnonzero(w < np.finfo(np.float64).tiny).tolist()
+            raise ValueError(
+                f"weights span more than float64's range: component(s) {lost} would get weight "
+                "0 relative to the largest; drop them or give weights within ~1e300 of each other"
+            )
         mu = np.asarray(means, dtype=np.float64)
         if mu.ndim == 1:
             mu = mu[:, None]
@@ -95,6 +101,14 @@ class GaussianMixture:
             return np.stack([np.diag(v) for v in self._var])
         assert self._cov is not None
         return self._cov
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Plain floats and the constructor's checks: unpickling (spawn pools, deepcopy,
+        # distributed workers) rebuilds a validated mixture, never arbitrary objects, and the
+        # engine's cached copy is rebuilt on first use.
+        cov = None if self._cov is None else self._cov.tolist()
+        var = None if self._var is None else self._var.tolist()
+        return (_restore, (self._w.tolist(), self._mu.tolist(), var, cov))
 
     def __repr__(self) -> str:
         kind = "diagonal" if self.diagonal else "full"
@@ -162,3 +176,18 @@ class GaussianMixture:
             else:
                 self._engine_cache = _core.Mixture(self._w, self._mu, covs=self._cov)
         return self._engine_cache
+
+
+def _restore(weights: Any, means: Any, variances: Any, covs: Any) -> GaussianMixture:
+    """The mixture :meth:`GaussianMixture.__reduce__` describes, bit for bit."""
+    if covs is not None:
+        mix = GaussianMixture(weights, means, covs=covs)
+    else:
+        var = np.asarray(variances, dtype=np.float64)
+        mix = GaussianMixture(weights, means, stds=np.sqrt(var))
+        var.setflags(write=False)
+        mix._var = var  # the square of the square root may differ in the last bit
+    w = np.asarray(weights, dtype=np.float64)
+    w.setflags(write=False)
+    mix._w = w  # already normalised: kept exactly
+    return mix

@@ -28,12 +28,11 @@ import numpy as np
 from . import _core
 from ._inputs import DEFAULT_N, as_model, with_defaults
 from ._resources import check_memory, resolve_threads
-from ._validate import as_int, as_pos_float, as_rows, as_sigmas
+from ._validate import F32_MAX, as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
 
 _INT_MAX = 2**31 - 1  # T, record_every: C int in the engine
-_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -70,7 +69,7 @@ def _at_most(v: int, name: str) -> int:
 
 def _check_step(alpha: float, what: str) -> None:
     # The engine steps in float32: a step size beyond its range turns every chain into Inf/NaN.
-    if not (math.isfinite(alpha) and alpha < _F32_MAX):
+    if not (math.isfinite(alpha) and alpha < F32_MAX):
         raise ValueError(f"{what} is {alpha:.3g}, beyond float32 range; use a smaller eps")
 
 
@@ -177,13 +176,15 @@ def langevin(
     # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
     stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
     eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ", "eps=0.01, T=1000")
-    eps = as_pos_float(eps, "eps")
+    eps = as_pos_float(eps, "eps", f32=True)
     _check_step(eps, "eps")
     T = _at_most(as_int(T, "T", 1), "T")
     needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
     if sigma is None and needs_sigma:
         raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
-    sig = 0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=not needs_sigma)
+    sig = (
+        0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=not needs_sigma, f32=True)
+    )
     return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
 
 
@@ -219,8 +220,8 @@ def annealed_langevin(
         "",
         "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100",
     )
-    sig = as_sigmas(sigmas)
-    eps = as_pos_float(eps, "eps")
+    sig = as_sigmas(sigmas, f32=True)
+    eps = as_pos_float(eps, "eps", f32=True)
     ratio = sig[0] / sig[-1]
     _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
     T = _at_most(as_int(T, "T", 1), "T")

@@ -19,10 +19,12 @@ def _phi(x: float) -> float:
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
-def _max_pairwise_distance(u: np.ndarray, exact_below: int = 4096) -> float:
+def _max_pairwise_distance(u: np.ndarray, exact_below: int = 4096, block: int = 4096) -> float:
     """Largest distance between two points. Exact for small sets; otherwise the largest
-    distance from a candidate set (the points farthest from the mean and the extremes of each
-    coordinate, where a diameter's end points lie) to all points."""
+    distance from a candidate set (the 512 points farthest from the mean and the extremes of
+    each coordinate, where a diameter's end points lie) to all points. Distances are taken in
+    blocks of at most 512 x ``block`` pairs, so the working memory beyond the data is bounded
+    (~50 MB) however many points there are."""
     n = u.shape[0]
     cand = np.arange(n)
     if n > exact_below:
@@ -33,8 +35,10 @@ def _max_pairwise_distance(u: np.ndarray, exact_below: int = 4096) -> float:
     uu = np.sum(u * u, axis=1)
     for i in range(0, cand.size, 512):
         c = u[cand[i : i + 512]]
-        sq = np.sum(c * c, axis=1)[:, None] + uu[None] - 2.0 * c @ u.T
-        best = max(best, float(np.max(sq)))
+        cc = np.sum(c * c, axis=1)[:, None]
+        for j in range(0, n, block):
+            sq = cc + uu[None, j : j + block] - 2.0 * c @ u[j : j + block].T
+            best = max(best, float(np.max(sq)))
     return math.sqrt(max(best, 0.0))
 
 

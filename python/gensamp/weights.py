@@ -46,15 +46,19 @@ Activations follow torch defaults exactly: ``leaky_relu`` has slope 0.01, ``elu`
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import errno
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
 
 from . import _core
 from . import activations as _acts
@@ -79,8 +83,9 @@ def _frozen(a: Any, what: str, ndim: int) -> np.ndarray:
         raise ValueError(f"{what} must have {ndim} dimension(s), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains NaN or Inf")
-    arr.setflags(write=False)
-    return arr
+    # Backed by an immutable bytes object: unlike setflags(write=False), nobody can turn
+    # writing back on, so a Weights never changes after validation.
+    return np.frombuffer(arr.tobytes(), dtype=np.float32).reshape(arr.shape)
 
 
 def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -93,9 +98,9 @@ def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"unknown sampler default(s) {sorted(unknown)}; allowed: sigmas, eps, T")
     out: dict[str, Any] = {}
     if sampler.get("sigmas") is not None:
-        out["sigmas"] = as_sigmas(sampler["sigmas"], "stored sigmas")
+        out["sigmas"] = as_sigmas(sampler["sigmas"], "stored sigmas", f32=True)
     if sampler.get("eps") is not None:
-        out["eps"] = as_pos_float(sampler["eps"], "stored eps")
+        out["eps"] = as_pos_float(sampler["eps"], "stored eps", f32=True)
     if sampler.get("T") is not None:
         out["T"] = as_int(sampler["T"], "stored T", 1)
     return out
@@ -250,7 +255,9 @@ class Weights:
     shift = property(lambda self: self._shift)
     scale = property(lambda self: self._scale)
     role = property(lambda self: self._role)
-    sampler = property(lambda self: dict(self._sampler), doc="stored sampler defaults")
+    sampler = property(
+        lambda self: copy.deepcopy(self._sampler), doc="stored sampler defaults (a copy)"
+    )
     info = property(lambda self: json.loads(json.dumps(self._info)))
 
     @property
@@ -310,21 +317,23 @@ class Weights:
         if self.conditioned or self._divide:
             if sigma is None:
                 raise ValueError("this network is noise-conditional: pass sigma > 0")
-            sigma = as_pos_float(sigma, "sigma")
+            sigma = as_pos_float(sigma, "sigma", f32=True)
         else:
-            sigma = 0.0 if sigma is None else float(sigma)
+            sigma = (
+                0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=True, f32=True)
+            )
         u = x if self._shift is None else (x - self._shift) / self._scale
         s = _core.score(self._engine(), np.ascontiguousarray(u, dtype=np.float32), sigma)
         return s if self._scale is None else s / self._scale
 
     # ---- files -------------------------------------------------------------------------------
-    def save(self, path: PathLike) -> None:
-        """Write a safetensors file (layout in this module's docstring)."""
+    def to_bytes(self) -> bytes:
+        """The file's bytes (layout in this module's docstring); :func:`from_bytes` reads them."""
         tensors: dict[str, np.ndarray] = {}
         for i, (W, b) in enumerate(self._layers):
             tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W)
             tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b)
-        if self._shift is not None:
+        if self._shift is not None and self._scale is not None:
             tensors["norm.shift"] = np.ascontiguousarray(self._shift)
             tensors["norm.scale"] = np.ascontiguousarray(self._scale)
         meta = {
@@ -338,7 +347,40 @@ class Weights:
             "sampler": json.dumps(self._sampler),
             "info": json.dumps(self._info),
         }
-        save_file(tensors, os.fspath(path), metadata=meta)
+        return bytes(save_tensors(tensors, metadata=meta))
+
+    def save(self, path: PathLike) -> None:
+        """Write the weights file atomically (a temporary file in the same folder, then a
+        rename): an interrupted save never leaves a partial file. OSError names the path."""
+        _atomic_write(path, self.to_bytes())
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickling (spawn pools, deepcopy, distributed workers) goes through the file format:
+        # unpickling parses and validates bytes, never rebuilds arbitrary objects.
+        return (from_bytes, (self.to_bytes(),))
+
+
+def _atomic_write(path: PathLike, data: bytes) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    target = os.fspath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "is a directory; give a file name", target)
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gensamp-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write weights file: {exc.strerror}", target) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"cannot write weights file: {exc.strerror}", target) from None
+        raise
 
 
 def _fail(path: PathLike, why: str) -> ValueError:
@@ -346,8 +388,10 @@ def _fail(path: PathLike, why: str) -> ValueError:
 
 
 def _plain_int(text: str) -> int | None:
-    # A metadata integer must be ASCII digits: str.isdigit() alone also accepts '²' or '١'.
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+    """A metadata integer in its one canonical spelling: ASCII digits (str.isdigit() alone
+    also accepts '²' or '١'), no sign, no leading zeros ("01" is not 1)."""
+    ok = text.isascii() and text.isdigit() and len(text) <= 18 and text == str(int(text))
+    return int(text) if ok else None
 
 
 _META_KEYS = frozenset(
@@ -365,20 +409,49 @@ _META_KEYS = frozenset(
 )
 
 
-def _check_header(path: PathLike) -> None:
-    """Refuse what is not a regular, plausibly-sized safetensors file, before parsing it."""
+def _read_once(path: PathLike) -> bytes:
+    """The file's bytes, read once from one descriptor: opened non-blocking (a FIFO swapped in
+    cannot block), checked to be a regular file on that descriptor (no stat-then-open race),
+    read up to its size (a file that shrinks or grows meanwhile is caught, never mapped, so a
+    truncation cannot fault the process)."""
+    where = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        st = os.stat(path)
-        # Only regular files: opening a FIFO would block forever, a device could be endless.
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{os.fspath(path)}: cannot read weights file: not a regular file")
-        size = st.st_size
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise ValueError(
-            f"{os.fspath(path)}: cannot read weights file: {exc.strerror or exc}"
-        ) from None
+        raise ValueError(f"{where}: cannot read weights file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        # Only regular files: a FIFO would block forever, a device could be endless.
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{where}: cannot read weights file: not a regular file")
+        if st.st_size > _MAX_FILE_BYTES:
+            raise _fail(path, f"file is {st.st_size} bytes, larger than any gensamp weights file")
+        chunks, left = [], st.st_size + 1  # one byte more reveals a file that grew
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read weights file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) != st.st_size:
+        raise _fail(
+            path,
+            f"the file changed while it was read ({st.st_size} bytes at open, "
+            f"{len(data)}{'+' if len(data) > st.st_size else ''} read)",
+        )
+    return data
+
+
+def _check_header(path: PathLike, data: bytes) -> dict[str, str]:
+    """Refuse what is not a plausibly-sized safetensors file; return its metadata."""
+    size = len(data)
+    head = data[:16]
     hlen = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
     # A safetensors file: 8-byte length, then a JSON header that starts with '{'. Test that
     # first: a valid header length can begin with the bytes b"\x80" or b"PK" too.
@@ -398,16 +471,27 @@ def _check_header(path: PathLike) -> None:
         raise _fail(path, f"header length {hlen} does not fit in a {size}-byte file (truncated?)")
     if head[8:9] != b"{":
         raise _fail(path, "the header is not a JSON object (not a safetensors file)")
-
-
-def _read(path: PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     try:
-        with safe_open(os.fspath(path), framework="numpy") as f:
-            meta = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        header = json.loads(data[8 : 8 + hlen])
+    except (ValueError, RecursionError) as exc:
+        raise _fail(path, f"the header is not valid JSON: {type(exc).__name__}: {exc}") from None
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+    ):
+        raise _fail(path, "the header's __metadata__ must map strings to strings")
+    return meta
+
+
+def _read(path: PathLike, data: bytes) -> dict[str, np.ndarray]:
+    try:
+        return dict(load_tensors(data))
     except Exception as exc:  # safetensors raises its own error types for malformed files
-        raise _fail(path, f"{type(exc).__name__}: {exc}") from None
-    return meta, tensors
+        raise _fail(path, f"{type(exc).__name__}: {_short(str(exc))}") from None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _check_meta(path: PathLike, meta: Mapping[str, str]) -> int:
@@ -440,7 +524,11 @@ def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: 
     if "norm.shift" in names or "norm.scale" in names:
         expected |= {"norm.shift", "norm.scale"}
     if names != expected:
-        raise _fail(path, f"tensor names {sorted(names ^ expected)} missing or unexpected")
+        odd = sorted(names ^ expected)
+        shown = ", ".join(repr(k[:60]) for k in odd[:5]) + (
+            f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+        )
+        raise _fail(path, f"tensor names missing or unexpected: {shown}")
     for k in sorted(tensors):
         t = tensors[k]
         if t.dtype != np.float32:
@@ -462,21 +550,54 @@ def _json_fields(
         raise _fail(path, "activations must be a JSON list of names")
     if not isinstance(sampler, dict) or not isinstance(info, dict):
         raise _fail(path, "sampler and info must be JSON objects")
+    _check_sampler_types(path, sampler)
     return acts, sampler, info
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_sampler_types(path: PathLike, sampler: Mapping[str, Any]) -> None:
+    """The stored defaults in their documented JSON types, before any conversion: sigmas a
+    list of numbers, eps a number, T an integer (no strings, objects or 150.0)."""
+    sig = sampler.get("sigmas")
+    if sig is not None and not (isinstance(sig, list) and all(_is_number(v) for v in sig)):
+        raise _fail(path, f"stored sigmas must be a JSON list of numbers, got {_short(repr(sig))}")
+    eps = sampler.get("eps")
+    if eps is not None and not _is_number(eps):
+        raise _fail(path, f"stored eps must be a JSON number, got {_short(repr(eps))}")
+    T = sampler.get("T")
+    if T is not None and not (isinstance(T, int) and not isinstance(T, bool)):
+        raise _fail(path, f"stored T must be a JSON integer, got {_short(repr(T))}")
 
 
 def load(path: PathLike) -> Weights:
     """Load and validate a weights file written by :meth:`Weights.save`.
 
-    Only safetensors files are read (no pickle: loading never runs code). Every tensor name,
-    dtype, shape, metadata field and value is checked; anything unexpected raises ValueError
-    (a path of the wrong type raises TypeError).
+    Only safetensors files are read (no pickle: loading never runs code). The file is read
+    once into memory and parsed from there (nothing is memory-mapped, so a file changed
+    underneath cannot crash the process). Every tensor name, dtype, shape, metadata field and
+    value is checked; anything unexpected raises ValueError (a path of the wrong type raises
+    TypeError).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    _check_header(path)
-    meta, tensors = _read(path)
+    return _parse(path, _read_once(path))
+
+
+def from_bytes(data: bytes) -> Weights:
+    """:class:`Weights` from the bytes of a weights file (as :meth:`Weights.to_bytes` gives),
+    validated exactly as :func:`load` validates a file."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    return _parse("<bytes>", bytes(data))
+
+
+def _parse(path: PathLike, data: bytes) -> Weights:
+    meta = _check_header(path, data)
     n_layers = _check_meta(path, meta)
+    tensors = _read(path, data)
     _check_tensors(path, tensors, n_layers)
     acts, sampler, info = _json_fields(path, meta)
     try:
@@ -493,4 +614,4 @@ def load(path: PathLike) -> Weights:
         )
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # OverflowError: e.g. a stored T of 1e400 (JSON Infinity); RecursionError: deep info.
-        raise _fail(path, f"{type(exc).__name__}: {exc}") from None
+        raise _fail(path, f"{type(exc).__name__}: {_short(str(exc))}") from None
