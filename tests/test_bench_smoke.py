@@ -59,6 +59,7 @@ def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
     root = os.path.join(BENCH, "..")
     exe = str(tmp_path / "relu_skip")
     subprocess.run([cxx, "-O2", "-std=c++17", "-fopenmp", "-I", os.path.join(root, "cpp", "include"),
+                    "-I", os.path.join(root, "cpp", "src"),
                     os.path.join(BENCH, "probes", "relu_skip.cpp"),
                     os.path.join(root, "cpp", "src", "gemm.cpp"),
                     os.path.join(root, "cpp", "src", "peak.cpp"), "-o", exe],

@@ -11,7 +11,7 @@
 // the dense kernel's would mean skipping wins.
 //
 // Build and run from the repository root (AVX-512 machine):
-//   g++ -O3 -std=c++17 -fopenmp -Icpp/include bench/probes/relu_skip.cpp cpp/src/gemm.cpp
+//   g++ -O3 -std=c++17 -fopenmp -Icpp/include -Icpp/src bench/probes/relu_skip.cpp cpp/src/gemm.cpp
 //       cpp/src/peak.cpp -o /tmp/relu_skip && /tmp/relu_skip 256 256 64 0.5
 #include <immintrin.h>
 
@@ -23,7 +23,7 @@
 #include <random>
 #include <vector>
 
-#include "gensamp/gemm.hpp"
+#include "gemm.hpp"
 
 namespace {
 

@@ -7,9 +7,9 @@
 #include <array>
 #include <stdexcept>
 
-#include "gensamp/gemm.hpp"
-#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
+#include "gemm.hpp"
+#include "noise.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>

@@ -1,4 +1,4 @@
-#include "gensamp/gemm.hpp"
+#include "gemm.hpp"
 
 #include <cmath>
 #include <cstdlib>

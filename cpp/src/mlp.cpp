@@ -3,8 +3,8 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "gensamp/fastmath.hpp"
-#include "gensamp/gemm.hpp"
+#include "fastmath.hpp"
+#include "gemm.hpp"
 #include "gensamp/model.hpp"
 
 namespace gensamp {

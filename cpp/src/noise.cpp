@@ -1,6 +1,6 @@
-#include "gensamp/noise.hpp"
+#include "noise.hpp"
 
-#include "gensamp/fastmath.hpp"
+#include "fastmath.hpp"
 
 #include <cmath>
 #include <cstdlib>

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "gensamp/gemm.hpp"
+#include "gemm.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>

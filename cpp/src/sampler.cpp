@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
+#include "noise.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
