@@ -62,6 +62,7 @@ def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
                     "-I", os.path.join(root, "cpp", "src"),
                     os.path.join(BENCH, "probes", "relu_skip.cpp"),
                     os.path.join(root, "cpp", "src", "gemm.cpp"),
+                    os.path.join(root, "cpp", "src", "cpu_features.cpp"),
                     os.path.join(root, "cpp", "src", "peak.cpp"), "-o", exe],
                    check=True, capture_output=True, timeout=300)
     r = subprocess.run([exe, "128", "48", "32", "0.5"], capture_output=True, text=True, timeout=120)

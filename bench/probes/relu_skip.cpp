@@ -12,7 +12,7 @@
 //
 // Build and run from the repository root (AVX-512 machine):
 //   g++ -O3 -std=c++17 -fopenmp -Icpp/include -Icpp/src bench/probes/relu_skip.cpp cpp/src/gemm.cpp
-//       cpp/src/peak.cpp -o /tmp/relu_skip && /tmp/relu_skip 256 256 64 0.5
+//       cpp/src/cpu_features.cpp cpp/src/peak.cpp -o /tmp/relu_skip && /tmp/relu_skip 256 256 64 0.5
 #include <immintrin.h>
 
 #include <algorithm>
@@ -151,8 +151,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s OUT IN WIDTH DENSITY  (OUT a multiple of 64, IN of 16)\n", argv[0]);
     return 2;
   }
-  if (std::strcmp(gensamp::simd_level(), "avx512") != 0) {
-    std::fprintf(stderr, "this probe needs AVX-512 (the engine chose %s here)\n", gensamp::simd_level());
+  if (gensamp::simd_level() != gensamp::SimdLevel::avx512) {
+    std::fprintf(stderr, "this probe needs AVX-512 (the engine chose %s here)\n",
+                 gensamp::simd_level_name(gensamp::simd_level()));
     return 77;
   }
   Bufs B;
@@ -185,7 +186,7 @@ int main(int argc, char** argv) {
     for (int c = 0; c < B.width; ++c)
       B.Xc[size_t(c) * B.in + k] = B.X[size_t(k) * B.width + c] = u(g) < density ? std::abs(nd(g)) : 0.f;
   std::printf("layer %d -> %d, %d chains, %.0f%% non-zero inputs; dense-equivalent GFLOP/s, 1 thread (%s)\n",
-              B.in, B.out, B.width, 100 * density, gensamp::simd_level());
+              B.in, B.out, B.width, 100 * density, gensamp::simd_level_name(gensamp::simd_level()));
   std::printf("  engine kernel (dense, all zeros multiplied): %6.1f\n", gflops(B, dense));
   bool ok = true;
   auto report = [&](const char* name, void (*f)(Bufs&)) {

@@ -5,10 +5,14 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <map>
 #include <stdexcept>
+#include <string>
 
-#include "gensamp/philox.hpp"
+#include "activations.hpp"
+#include "cpu_features.hpp"
 #include "gemm.hpp"
+#include "gensamp/philox.hpp"
 #include "noise.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
@@ -34,7 +38,17 @@ void register_rng(py::module_& m) {
         return out;
       },
       py::arg("seed"), py::arg("chain"), py::arg("step"), py::arg("d"));
-  m.def("simd_level", &gensamp::simd_level);
+  m.def("simd_level", [] { return gensamp::simd_level_name(gensamp::simd_level()); });
+  // What each kernel family actually runs: all of them must equal simd_level().
+  m.def("simd_levels", [] {
+    using gensamp::simd_level_name;
+    return std::map<std::string, std::string>{
+        {"layer", simd_level_name(gensamp::layer_kernel_level())},
+        {"narrow", simd_level_name(gensamp::narrow_kernel_level())},
+        {"noise", simd_level_name(gensamp::noise_level())},
+        {"activations", simd_level_name(gensamp::activation_level())},
+    };
+  });
   m.def(
       "fma_peak_gflops",
       [](int threads, double seconds) {

@@ -1,12 +1,12 @@
 #include "gemm.hpp"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "activations.hpp"
+#include "cpu_features.hpp"
+
+#ifdef GENSAMP_X86
 #include <immintrin.h>
-#define GENSAMP_X86 1
 #endif
 
 namespace gensamp {
@@ -55,7 +55,7 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
 // One chain is a matrix-vector product: with a single accumulator it would wait on each FMA's
 // latency, so a panel of 64 outputs runs as 4 independent chains (each output's own FMA order
 // is unchanged: same bits), streaming its packed weights sequentially.
-__attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, const float* X,
+GENSAMP_TARGET_AVX512 static void narrow_avx512(const LayerRef& L, const float* X,
                                                              float* Y, int width, bool relu) {
   alignas(64) float tmp[64];
   for (int c = 0; c < width; ++c)
@@ -80,7 +80,7 @@ __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, 
     }
 }
 
-__attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, const float* X,
+GENSAMP_TARGET_AVX2 static void narrow_avx2(const LayerRef& L, const float* X,
                                                             float* Y, int width, bool relu) {
   alignas(32) float tmp[16];
   for (int c = 0; c < width; ++c)
@@ -115,7 +115,7 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
 // Per k step: NB loads of X, R broadcasts of W, R*NB FMAs.
 
 template <int R, int NB>
-__attribute__((target("avx512f"))) static inline void block512(const float* W, const float* b,
+GENSAMP_TARGET_AVX512 static inline void block512(const float* W, const float* b,
                                                                int in, const float* X, float* Y,
                                                                int width, int o, int c, bool relu) {
   __m512 acc[R][NB];
@@ -142,7 +142,7 @@ __attribute__((target("avx512f"))) static inline void block512(const float* W, c
 }
 
 template <int NB>
-__attribute__((target("avx512f"))) static void rows512(const float* W, const float* b, int out,
+GENSAMP_TARGET_AVX512 static void rows512(const float* W, const float* b, int out,
                                                        int in, const float* X, float* Y, int width,
                                                        int c, bool relu) {
   int o = 0;
@@ -159,7 +159,7 @@ __attribute__((target("avx512f"))) static void rows512(const float* W, const flo
   }
 }
 
-__attribute__((target("avx512f"))) static void layer_avx512(const float* W, const float* b,
+GENSAMP_TARGET_AVX512 static void layer_avx512(const float* W, const float* b,
                                                             int out, int in, const float* X,
                                                             float* Y, int width, bool relu) {
   int c = 0;
@@ -173,7 +173,7 @@ __attribute__((target("avx512f"))) static void layer_avx512(const float* W, cons
 }
 
 template <int R, int NB>
-__attribute__((target("avx2,fma"))) static inline void block256(const float* W, const float* b,
+GENSAMP_TARGET_AVX2 static inline void block256(const float* W, const float* b,
                                                                 int in, const float* X, float* Y,
                                                                 int width, int o, int c, bool relu) {
   __m256 acc[R][NB];
@@ -199,7 +199,7 @@ __attribute__((target("avx2,fma"))) static inline void block256(const float* W, 
     for (int v = 0; v < NB; ++v) _mm256_storeu_ps(Y + long(o + r) * width + c + 8 * v, acc[r][v]);
 }
 
-__attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const float* b, int out,
+GENSAMP_TARGET_AVX2 static void layer_avx2(const float* W, const float* b, int out,
                                                            int in, const float* X, float* Y,
                                                            int width, bool relu) {
   // width is a multiple of kLane = 16: two ymm vectors per step of c.
@@ -219,40 +219,35 @@ __attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const
 #endif
 
 namespace {
-struct Choice {
-  LayerKernel fn;
-  NarrowKernel narrow;
-  const char* name;
-};
 
-Choice choose() {
-  const char* env = std::getenv("GENSAMP_SIMD");
-  const bool force_scalar = env && std::strcmp(env, "scalar") == 0;
-  const bool cap_avx2 = env && std::strcmp(env, "avx2") == 0;
+const Kernel<LayerKernel>& layer_kernel() {
 #ifdef GENSAMP_X86
-  __builtin_cpu_init();
-  if (!force_scalar && !cap_avx2 && __builtin_cpu_supports("avx512f"))
-    return {layer_avx512, narrow_avx512, "avx512"};
-  if (!force_scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {layer_avx2, narrow_avx2, "avx2"};
+  static const auto k = select<LayerKernel>({layer_scalar, layer_avx2, layer_avx512});
+#else
+  static const auto k = select<LayerKernel>({layer_scalar, nullptr, nullptr});
 #endif
-  (void)cap_avx2;
-  (void)force_scalar;
-  return {layer_scalar, narrow_scalar, "scalar"};
+  return k;
 }
 
-const Choice& choice() {
-  static const Choice c = choose();
-  return c;
+const Kernel<NarrowKernel>& narrow_kernel() {
+#ifdef GENSAMP_X86
+  static const auto k = select<NarrowKernel>({narrow_scalar, narrow_avx2, narrow_avx512});
+#else
+  static const auto k = select<NarrowKernel>({narrow_scalar, nullptr, nullptr});
+#endif
+  return k;
 }
+
 }  // namespace
 
 void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool relu) {
   if (width % 16 == 0)
-    choice().fn(L.W, L.b, L.out, L.in, X, Y, width, relu);
+    layer_kernel().fn(L.W, L.b, L.out, L.in, X, Y, width, relu);
   else
-    choice().narrow(L, X, Y, width, relu);
+    narrow_kernel().fn(L, X, Y, width, relu);
 }
-const char* simd_level() { return choice().name; }
+
+SimdLevel layer_kernel_level() { return layer_kernel().level; }
+SimdLevel narrow_kernel_level() { return narrow_kernel().level; }
 
 }  // namespace gensamp

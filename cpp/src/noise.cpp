@@ -1,10 +1,10 @@
 #include "noise.hpp"
 
-#include "fastmath.hpp"
-
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
+
+#include "cpu_features.hpp"
+#include "fastmath.hpp"
 
 namespace gensamp {
 
@@ -113,50 +113,46 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
   }
 
 GENSAMP_NOISE_FNS(scalar, )
-#if defined(__x86_64__)
-GENSAMP_NOISE_FNS(avx2, __attribute__((target("avx2,fma"))))
-GENSAMP_NOISE_FNS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
+#ifdef GENSAMP_X86
+GENSAMP_NOISE_FNS(avx2, GENSAMP_TARGET_AVX2)
+GENSAMP_NOISE_FNS(avx512, GENSAMP_TARGET_AVX512)
 #endif
 
 using NormalsFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, int);
 using UpdateFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, const float*, int, float,
                           float);
-struct Fns {
+
+// The two entry points share one body, so they are one family with one choice.
+struct NoiseFns {
   NormalsFn normals;
   UpdateFn update;
 };
-
-Fns choose() {
-  const char* env = std::getenv("GENSAMP_SIMD");
-  const bool scalar = env && std::strcmp(env, "scalar") == 0;
-  const bool avx2 = env && std::strcmp(env, "avx2") == 0;
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (!scalar && !avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-    return {normals_avx512, update_avx512};
-  if (!scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {normals_avx2, update_avx2};
+const NoiseFns kNoiseScalar{normals_scalar, update_scalar};
+#ifdef GENSAMP_X86
+const NoiseFns kNoiseAvx2{normals_avx2, update_avx2};
+const NoiseFns kNoiseAvx512{normals_avx512, update_avx512};
 #endif
-  (void)scalar;
-  (void)avx2;
-  return {normals_scalar, update_scalar};
-}
 
-const Fns& fns() {
-  static const Fns f = choose();
-  return f;
+const Kernel<const NoiseFns*>& noise_kernel() {
+#ifdef GENSAMP_X86
+  static const auto k = select<const NoiseFns*>({&kNoiseScalar, &kNoiseAvx2, &kNoiseAvx512});
+#else
+  static const auto k = select<const NoiseFns*>({&kNoiseScalar, nullptr, nullptr});
+#endif
+  return k;
 }
 
 }  // namespace
 
 void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld) {
-  fns().normals(seed, chain0, w, step, d, z, ld);
+  noise_kernel().fn->normals(seed, chain0, w, step, d, z, ld);
 }
 
 void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
                           const float* s, int ld, float half, float root) {
-  fns().update(seed, chain0, w, step, d, u, s, ld, half, root);
+  noise_kernel().fn->update(seed, chain0, w, step, d, u, s, ld, half, root);
 }
+
+SimdLevel noise_level() { return noise_kernel().level; }
 
 }  // namespace gensamp

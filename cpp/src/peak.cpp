@@ -3,13 +3,12 @@
 // what bounds the layer kernels. An sgemm ceiling is a library's achievement, not the bound.
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
+#include "cpu_features.hpp"
 #include "gemm.hpp"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef GENSAMP_X86
 #include <immintrin.h>
-#define GENSAMP_X86 1
 #endif
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
@@ -23,7 +22,7 @@ namespace {
 constexpr int kAcc = 16;
 
 #ifdef GENSAMP_X86
-__attribute__((target("avx512f"))) float spin512(long iters, float seed) {
+GENSAMP_TARGET_AVX512 float spin512(long iters, float seed) {
   __m512 acc[kAcc];
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(seed * 1e-7f);
   for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_set1_ps(seed + float(i));
@@ -38,7 +37,7 @@ __attribute__((target("avx512f"))) float spin512(long iters, float seed) {
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) float spin256(long iters, float seed) {
+GENSAMP_TARGET_AVX2 float spin256(long iters, float seed) {
   __m256 acc[kAcc];
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(seed * 1e-7f);
   for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_set1_ps(seed + float(i));
@@ -65,19 +64,20 @@ float spin_scalar(long iters, float seed) {
 }  // namespace
 
 double fma_peak_gflops(int threads, double seconds) {
-  const char* level = simd_level();  // the same path the layer kernels take
+  const SimdLevel level = simd_level();  // the same path the layer kernels take
   float (*spin)(long, float) = spin_scalar;
   int lanes = 1;
 #ifdef GENSAMP_X86
-  if (std::strcmp(level, "avx512") == 0) {
+  if (level == SimdLevel::avx512) {
     spin = spin512;
     lanes = 16;
-  } else if (std::strcmp(level, "avx2") == 0) {
+  } else if (level == SimdLevel::avx2) {
     spin = spin256;
     lanes = 8;
   }
-#endif
+#else
   (void)level;
+#endif
   // Calibrate on one thread, then time every thread running the same count together.
   long iters = 1 << 16;
   for (;;) {

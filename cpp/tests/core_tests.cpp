@@ -31,6 +31,8 @@
 #include "gensamp/philox.hpp"
 #include "gensamp/sampler.hpp"
 // White-box: the tests also reach the kernels behind the public API.
+#include "activations.hpp"
+#include "cpu_features.hpp"
 #include "gemm.hpp"
 #include "noise.hpp"
 
@@ -278,6 +280,16 @@ void test_philox_known_answers() {
                                0x299f31d0u);
   CHECK(c.v[0] == 0xd16cfe09u && c.v[1] == 0x94fdccebu && c.v[2] == 0x5001e420u &&
         c.v[3] == 0x24126ea1u);
+}
+
+void test_kernel_families_share_one_simd_level() {
+  // One decision in cpu_features: a family that ran below it would still give the same bits,
+  // only slower, so nothing but this check would notice.
+  const SimdLevel want = simd_level();
+  CHECK(layer_kernel_level() == want);
+  CHECK(narrow_kernel_level() == want);
+  CHECK(noise_level() == want);
+  CHECK(activation_level() == want);
 }
 
 void test_normals_layout_and_moments() {
@@ -786,6 +798,7 @@ struct Test {
 
 const Test kTests[] = {
     {"philox_known_answers", test_philox_known_answers},
+    {"kernel_families_share_one_simd_level", test_kernel_families_share_one_simd_level},
     {"normals_layout_and_moments", test_normals_layout_and_moments},
     {"mlp_validation", test_mlp_validation},
     {"mlp_forward_matches_reference", test_mlp_forward_matches_reference},
@@ -812,7 +825,7 @@ const Test kTests[] = {
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--foreign-openmp-then-fork") == 0)
     return foreign_openmp_then_fork();
-  std::printf("gensamp core tests (SIMD level %s)\n", simd_level());
+  std::printf("gensamp core tests (SIMD level %s)\n", simd_level_name(simd_level()));
   int ran = 0;
   for (const Test& t : kTests) {
     bool selected = argc < 2;
