@@ -5,6 +5,7 @@
 
 #include "cpu_features.hpp"
 #include "fastmath.hpp"
+#include "gensamp/philox.hpp"
 
 namespace gensamp {
 
@@ -69,21 +70,8 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
 #pragma omp simd
       for (int c = 0; c < m; ++c) {  // only live chains: a lone chain costs one lane, not 16
         const uint64_t j = chain0 + uint64_t(cb + c);
-        uint32_t c0 = uint32_t(blk), c1 = step, c2 = uint32_t(j), c3 = uint32_t(j >> 32);
-        uint32_t kk0 = k0, kk1 = k1;
-#pragma GCC unroll 10
-        for (int r = 0; r < 10; ++r) {
-          const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
-          const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
-          const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ kk0;
-          const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ kk1;
-          c0 = n0;
-          c1 = uint32_t(p1);
-          c2 = n2;
-          c3 = uint32_t(p0);
-          kk0 += 0x9E3779B9u;
-          kk1 += 0xBB67AE85u;
-        }
+        const PhiloxBlock r = philox4x32_10(uint32_t(blk), step, uint32_t(j), uint32_t(j >> 32), k0, k1);
+        const uint32_t c0 = r.v[0], c1 = r.v[1], c2 = r.v[2], c3 = r.v[3];
         // Box-Muller on (c0, c1) and (c2, c3).
         float sn, cs;
         const float r0 = std::sqrt(-2.f * fm_log(std::fma(float(c0), 0x1p-32f, 0x1p-33f)));
