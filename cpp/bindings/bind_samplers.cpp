@@ -76,6 +76,8 @@ bool poll_signals() {
 
 F32 rows(int64_t n, int d) { return F32({py::ssize_t(n), py::ssize_t(d)}); }
 
+constexpr int kRowTile = 256;  // chains per tile when score() / forward() take row-major data
+
 py::tuple run(ScoreModel& model, const std::vector<double>& sigmas, double eps, int T,
               bool annealed, int64_t n, std::optional<F32> x0, double init_std, uint64_t seed,
               int threads, int record_every, bool denoise, int tile, bool conditioned) {
@@ -148,21 +150,11 @@ void register_samplers(py::module_& m) {
             F32 out = rows(n, net.output_dim());
             const float* ip = inputs.data();
             float* op = out.mutable_data();
-            const int in = net.input_dim(), od = net.output_dim();
             {
               py::gil_scoped_release nogil;
-              const int width = 256;
-              auto ws = net.workspace(width);
-              std::vector<float> xt(size_t(in) * width), yt(size_t(od) * width);
-              for (int64_t j0 = 0; j0 < n; j0 += width) {
-                const int w = int(std::min<int64_t>(width, n - j0));
-                std::fill(xt.begin(), xt.end(), 0.f);
-                for (int c = 0; c < w; ++c)
-                  for (int i = 0; i < in; ++i) xt[size_t(i) * width + c] = ip[(j0 + c) * in + i];
-                net.forward(xt.data(), width, yt.data(), *ws);
-                for (int c = 0; c < w; ++c)
-                  for (int i = 0; i < od; ++i) op[(j0 + c) * od + i] = yt[size_t(i) * width + c];
-              }
+              auto ws = net.workspace(kRowTile);
+              map_tiles(n, net.input_dim(), net.output_dim(), kRowTile, ip, op,
+                        [&](const float* xt, float* yt) { net.forward(xt, kRowTile, yt, *ws); });
             }
             return out;
           },
@@ -200,18 +192,10 @@ void register_samplers(py::module_& m) {
         {
           py::gil_scoped_release nogil;
           const auto levels = model.prepare({sigma});
-          const int width = 256;
-          auto ws = model.workspace(width);
-          std::vector<float> xt(size_t(d) * width), yt(size_t(d) * width);
-          for (int64_t j0 = 0; j0 < n; j0 += width) {
-            const int w = int(std::min<int64_t>(width, n - j0));
-            std::fill(xt.begin(), xt.end(), 0.f);
-            for (int c = 0; c < w; ++c)
-              for (int i = 0; i < d; ++i) xt[size_t(i) * width + c] = up[(j0 + c) * d + i];
-            model.score(xt.data(), width, *levels, 0, yt.data(), *ws);
-            for (int c = 0; c < w; ++c)
-              for (int i = 0; i < d; ++i) op[(j0 + c) * d + i] = yt[size_t(i) * width + c];
-          }
+          auto ws = model.workspace(kRowTile);
+          map_tiles(n, d, d, kRowTile, up, op, [&](const float* xt, float* yt) {
+            model.score(xt, kRowTile, *levels, 0, yt, *ws);
+          });
         }
         return out;
       },

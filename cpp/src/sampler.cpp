@@ -237,4 +237,18 @@ RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt)
   return finish(st, n, d, x);
 }
 
+void map_tiles(int64_t n, int in_dim, int out_dim, int width, const float* in, float* out,
+               const std::function<void(const float* tile_in, float* tile_out)>& tile_fn) {
+  std::vector<float> xt(size_t(in_dim) * width), yt(size_t(out_dim) * width);
+  for (int64_t j0 = 0; j0 < n; j0 += width) {
+    const int w = int(std::min<int64_t>(width, n - j0));
+    std::fill(xt.begin(), xt.end(), 0.f);
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < in_dim; ++i) xt[size_t(i) * width + c] = in[(j0 + c) * in_dim + i];
+    tile_fn(xt.data(), yt.data());
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < out_dim; ++i) out[(j0 + c) * out_dim + i] = yt[size_t(i) * width + c];
+  }
+}
+
 }  // namespace gensamp

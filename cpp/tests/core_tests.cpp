@@ -394,20 +394,13 @@ void test_mlp_forward_matches_reference() {
       const int n = 48;
       std::vector<double> xin(size_t(n) * d);
       for (auto& v : xin) v = 4 * U();
+      const std::vector<float> xin32(xin.begin(), xin.end());
       std::vector<std::vector<float>> per_width;
       for (int width : widths) {
         auto ws = net.workspace(width);
         std::vector<float> out(size_t(n) * d);
-        std::vector<float> xt(size_t(d) * width), yt(size_t(d) * width);
-        for (int j0 = 0; j0 < n; j0 += width) {
-          const int w = std::min(width, n - j0);
-          std::fill(xt.begin(), xt.end(), 0.f);
-          for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) xt[size_t(i) * width + c] = float(xin[size_t(j0 + c) * d + i]);
-          net.forward(xt.data(), width, yt.data(), *ws);
-          for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) out[size_t(j0 + c) * d + i] = yt[size_t(i) * width + c];
-        }
+        map_tiles(n, d, d, width, xin32.data(), out.data(),
+                  [&](const float* xt, float* yt) { net.forward(xt, width, yt, *ws); });
         per_width.push_back(out);
       }
       double err = 0;

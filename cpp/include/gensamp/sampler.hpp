@@ -47,6 +47,13 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
 // x: [n][d] output in data space.
 RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt);
 
+// Maps row-major rows in [n][in_dim] to out [n][out_dim] through a function of feature-major
+// tiles, the layout ScoreModel::score and Mlp::forward work in: tile_fn(tile_in, tile_out) with
+// tile_in [in_dim][width] and tile_out [out_dim][width]. A last, partial tile has its unused
+// lanes zeroed. For callers that hold row-major data and evaluate a model outside a run.
+void map_tiles(int64_t n, int in_dim, int out_dim, int width, const float* in, float* out,
+               const std::function<void(const float* tile_in, float* tile_out)>& tile_fn);
+
 }  // namespace gensamp
 
 namespace gensamp {
