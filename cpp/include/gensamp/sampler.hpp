@@ -1,5 +1,6 @@
 // The samplers: plain and annealed Langevin over any ScoreModel, and ancestral sampling
-// from a VAE decoder. Pure C++; the caller validates arguments (see the binding layer).
+// from a VAE decoder. Pure C++; the caller validates argument values (gensamp's Python layer,
+// see cpp/bindings/module.cpp).
 #pragma once
 #include <cstdint>
 #include <functional>
