@@ -70,13 +70,12 @@ F32 rows(int64_t n, int d) { return F32({py::ssize_t(n), py::ssize_t(d)}); }
 
 constexpr int kRowTile = 256;  // chains per tile when score() / forward() take row-major data
 
-py::tuple run(ScoreModel& model, const std::vector<double>& sigmas, double eps, int T,
-              bool annealed, int64_t n, std::optional<F32> x0, double init_std, uint64_t seed,
-              int threads, int record_every, bool denoise, int tile, bool conditioned) {
+// sched comes from annealed_schedule() / plain_schedule() below (Python cannot build one
+// otherwise), so it has at least one level and one alpha per level.
+py::tuple run(const ScoreModel& model, const Schedule& sched, int64_t n, std::optional<F32> x0,
+              double init_std, const RunOptions& options) {
   const int d = model.dim();
-  if (sigmas.empty()) throw py::value_error("sigmas is empty");
   if (n < 1) throw py::value_error("n must be >= 1");
-  const Schedule sched = annealed ? annealed_schedule(sigmas, eps, T) : plain_schedule(sigmas[0], eps, T);
   F32 x = rows(n, d);
   if (x0) {
     if (x0->ndim() != 2 || x0->shape(0) != n || x0->shape(1) != d)
@@ -85,15 +84,11 @@ py::tuple run(ScoreModel& model, const std::vector<double>& sigmas, double eps, 
   } else if (!(init_std > 0)) {  // x would be read uninitialised
     throw py::value_error("init_std must be > 0 when x0 is not given");
   }
-  const long nrec = record_every > 0 ? sched.total_steps() / record_every : 0;
+  RunOptions opt = options;
+  const long nrec = opt.record_every > 0 ? sched.total_steps() / opt.record_every : 0;
   std::optional<F32> traj;
   if (nrec > 0) traj = F32({py::ssize_t(nrec), py::ssize_t(n), py::ssize_t(d)});
-  RunOptions opt;
-  opt.seed = seed;
-  opt.threads = threads;
-  opt.tile = tile;
-  opt.record_every = nrec > 0 ? record_every : 0;
-  opt.denoise = denoise;
+  if (nrec == 0) opt.record_every = 0;
   opt.poll = poll_signals;
   float* xp = x.mutable_data();
   float* tp = traj ? traj->mutable_data() : nullptr;
@@ -176,10 +171,41 @@ void register_samplers(py::module_& m) {
       py::arg("model"), py::arg("u"), py::arg("sigma"),
       "Score in the model's coordinates at one noise level.");
 
-  m.def("run", &run, py::arg("model"), py::arg("sigmas"), py::arg("eps"), py::arg("T"),
-        py::arg("annealed"), py::arg("n"), py::arg("x0"), py::arg("init_std"), py::arg("seed"),
-        py::arg("threads"), py::arg("record_every"), py::arg("denoise"), py::arg("tile"),
-        py::arg("conditioned"));
+  // The run's settings, the core's RunOptions less the Ctrl-C poll (the binding supplies it).
+  py::class_<RunOptions>(m, "RunOptions")
+      .def(py::init([](uint64_t seed, int threads, int tile, int record_every, bool denoise) {
+             RunOptions o;
+             o.seed = seed;
+             o.threads = threads;
+             o.tile = tile;
+             o.record_every = record_every;
+             o.denoise = denoise;
+             return o;
+           }),
+           py::kw_only(), py::arg("seed") = 0, py::arg("threads") = 1, py::arg("tile") = 64,
+           py::arg("record_every") = 0, py::arg("denoise") = false)
+      .def_readwrite("seed", &RunOptions::seed)
+      .def_readwrite("threads", &RunOptions::threads)
+      .def_readwrite("tile", &RunOptions::tile)
+      .def_readwrite("record_every", &RunOptions::record_every)
+      .def_readwrite("denoise", &RunOptions::denoise);
+
+  // Built only by the two functions below, so every Schedule Python holds is well formed.
+  py::class_<Schedule>(m, "Schedule")
+      .def_readonly("sigmas", &Schedule::sigmas)
+      .def_readonly("alphas", &Schedule::alphas)
+      .def_readonly("T", &Schedule::T);
+  m.def(
+      "annealed_schedule",
+      [](const std::vector<double>& sigmas, double eps, int T) {
+        if (sigmas.empty()) throw py::value_error("sigmas is empty");
+        return annealed_schedule(sigmas, eps, T);
+      },
+      py::arg("sigmas"), py::arg("eps"), py::arg("T"));
+  m.def("plain_schedule", &plain_schedule, py::arg("sigma"), py::arg("eps"), py::arg("T"));
+
+  m.def("run", &run, py::arg("model"), py::arg("schedule"), py::arg("n"), py::arg("x0"),
+        py::arg("init_std"), py::arg("options"));
 
   m.def(
       "vae_run",

@@ -47,22 +47,41 @@ def fma_peak_gflops(threads: int, seconds: float = 0.5) -> float: ...
 def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]: ...
 def normals(seed: int, chain: int, step: int, d: int) -> npt.NDArray[np.float32]: ...
 def score(model: ScoreModel, u: npt.ArrayLike, sigma: float) -> npt.NDArray[np.float32]: ...
+
+class RunOptions:
+    seed: int
+    threads: int
+    tile: int
+    record_every: int  # 0: no trajectory
+    denoise: bool
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        threads: int = 1,
+        tile: int = 64,
+        record_every: int = 0,
+        denoise: bool = False,
+    ) -> None: ...
+
+class Schedule:  # built by annealed_schedule / plain_schedule only
+    @property
+    def sigmas(self) -> list[float]: ...
+    @property
+    def alphas(self) -> list[float]: ...
+    @property
+    def T(self) -> int: ...
+
+def annealed_schedule(sigmas: Sequence[float], eps: float, T: int) -> Schedule: ...
+def plain_schedule(sigma: float, eps: float, T: int) -> Schedule: ...
 def run(
     model: ScoreModel,
-    sigmas: Sequence[float],
-    eps: float,
-    T: int,
-    annealed: bool,
+    schedule: Schedule,
     n: int,
     x0: npt.ArrayLike | None,
     init_std: float,
-    seed: int,
-    threads: int,
-    record_every: int,
-    denoise: bool,
-    tile: int,
-    conditioned: bool,
-) -> tuple: ...
+    options: RunOptions,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, npt.NDArray[np.int64]]: ...
 def vae_run(
     decoder: Mlp, n: int, seed: int, threads: int, tile: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
