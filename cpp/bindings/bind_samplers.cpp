@@ -116,7 +116,6 @@ void register_samplers(py::module_& m) {
            py::arg("shift") = py::none(), py::arg("scale") = py::none())
       .def_property_readonly("input_dim", &Mlp::input_dim)
       .def_property_readonly("output_dim", &Mlp::output_dim)
-      .def_property_readonly("flops_per_eval", &Mlp::flops_per_eval)
       .def(
           "forward",
           [](const Mlp& net, F32 inputs) {
@@ -232,6 +231,9 @@ void register_samplers(py::module_& m) {
       },
       py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"), py::arg("tile"));
 
-  static bool fork_guard = [] { return pthread_atfork(nullptr, nullptr, note_fork_child) == 0; }();
-  m.attr("fork_guard_installed") = fork_guard;
+  // Once per process (a module can be initialised again in a sub-interpreter). Should
+  // registration fail (out of memory), a child forked after a parallel run may hang in its first
+  // parallel region; nothing else changes, so import does not fail over it.
+  static const bool fork_guard = pthread_atfork(nullptr, nullptr, note_fork_child) == 0;
+  (void)fork_guard;
 }

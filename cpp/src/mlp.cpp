@@ -102,12 +102,6 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
   }
 }
 
-double Mlp::flops_per_eval() const {
-  double f = 0;
-  for (const auto& l : spec_.layers) f += 2.0 * l.in * l.out;
-  return f;
-}
-
 std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
   const Dense& f = spec_.layers.front();
   auto lv = std::make_unique<MlpLevels>();

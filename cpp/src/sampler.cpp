@@ -36,12 +36,8 @@ Schedule plain_schedule(double sigma, double eps, int T) {
 }
 
 namespace {
-std::atomic<bool> g_omp_used{false}, g_omp_disabled{false};
-}  // namespace
 
-bool openmp_disabled();
-
-namespace {
+std::atomic<bool> g_omp_disabled{false};
 
 using Clock = std::chrono::steady_clock;
 
@@ -88,7 +84,6 @@ void for_tiles(int64_t ntiles, const RunOptions& opt, RunState& st, Body body) {
   };
 #ifdef GENSAMP_HAVE_OPENMP
   if (threads > 1 && ntiles > 1 && !openmp_disabled()) {
-    g_omp_used = true;
     std::atomic<int64_t> finished{0};
 #pragma omp parallel num_threads(int(std::min<int64_t>(threads, ntiles)))
     {
@@ -138,7 +133,7 @@ inline int tile_width(int w) { return w < kLane ? w : round_up(w, kLane); }
 bool openmp_disabled() { return g_omp_disabled.load(); }
 void note_fork_child() {
   // Unconditionally: the parent's libgomp pool may have been started by another library that
-  // shares it (torch), which g_omp_used cannot see.
+  // shares it (torch), so whether gensamp itself ran a parallel region does not tell.
   g_omp_disabled = true;
 }
 
@@ -151,7 +146,6 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
   const float* shift = model.shift();
   const float* scale = model.scale();
   const long nlev = long(sched.sigmas.size());
-  const long total = sched.total_steps();
   RunState st;
 
   for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
@@ -194,7 +188,6 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
         maybe_poll(opt, st, on_caller);
       }
     }
-    (void)total;
     if (opt.denoise) {  // Tweedie: E[x | x~] = x~ + sigma_L^2 s(x~, sigma_L)
       const float s2 = float(sched.sigmas.back() * sched.sigmas.back());
       model.score(u.data(), width, *levels, int(nlev - 1), s.data(), *ws);

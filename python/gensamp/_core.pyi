@@ -6,7 +6,6 @@ import numpy as np
 import numpy.typing as npt
 
 have_openmp: bool
-fork_guard_installed: bool
 init_step: int  # the noise-stream step reserved for the chains' starting points
 
 class ScoreModel:
@@ -27,8 +26,6 @@ class Mlp(ScoreModel):
     def input_dim(self) -> int: ...
     @property
     def output_dim(self) -> int: ...
-    @property
-    def flops_per_eval(self) -> int: ...
     def forward(self, inputs: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
 
 class Mixture(ScoreModel):
