@@ -10,9 +10,10 @@
 // dense-equivalent GFLOP/s (2 * out * in * width per call, zeros included), so a number above
 // the dense kernel's would mean skipping wins.
 //
-// Build and run from the repository root (AVX-512 machine):
-//   g++ -O3 -std=c++17 -fopenmp -Icpp/include -Icpp/src bench/probes/relu_skip.cpp cpp/src/gemm.cpp
-//       cpp/src/cpu_features.cpp cpp/src/peak.cpp -o /tmp/relu_skip && /tmp/relu_skip 256 256 64 0.5
+// Build and run (AVX-512 machine): bench/common.py's build_probe("relu_skip") compiles it with
+// the engine's kernel sources; from the repository root:
+//   python -c 'import sys; sys.path.insert(0, "bench"); import common; print(common.build_probe("relu_skip"))'
+//   <that path> 256 256 64 0.5
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include <random>
 #include <vector>
 
+#include "fma_peak.hpp"
 #include "gemm.hpp"
 
 namespace {
@@ -198,6 +200,6 @@ int main(int argc, char** argv) {
   if (B.out % 256 == 0) report("skip zeros, one chain, 256 outputs/pass:", skip_single<16>);
   report("skip zeros, chain pairs, 64 outputs/pass:", skip_pair<4>);
   if (B.out % 128 == 0) report("skip zeros, chain pairs, 128 outputs/pass:", skip_pair<8>);
-  std::printf("  %-44s %6.1f\n", "FMA peak, 1 thread:", gensamp::fma_peak_gflops(1, 0.3));
+  std::printf("  %-44s %6.1f\n", "FMA peak, 1 thread:", bench::fma_peak_gflops(1, 0.3));
   return ok ? 0 : 1;
 }

@@ -49,16 +49,6 @@ void register_rng(py::module_& m) {
         {"activations", simd_level_name(gensamp::activation_level())},
     };
   });
-  m.def(
-      "fma_peak_gflops",
-      [](int threads, double seconds) {
-        if (threads < 1) throw std::invalid_argument("threads must be >= 1");
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds must be in (0, 60]");
-        py::gil_scoped_release release;
-        return gensamp::fma_peak_gflops(threads, seconds);
-      },
-      py::arg("threads"), py::arg("seconds") = 0.5);
   m.def("max_threads", [] {
 #ifdef GENSAMP_HAVE_OPENMP
     return omp_get_max_threads();

@@ -27,8 +27,4 @@ void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool 
 SimdLevel layer_kernel_level();   // width % 16 == 0
 SimdLevel narrow_kernel_level();  // other widths
 
-// Measured FP32 FMA throughput (GFLOP/s, best of 3 runs of about `seconds`) of `threads` >= 1
-// threads on the SIMD path simd_level() picks (cpu_features.hpp): the arithmetic bound of every layer kernel.
-double fma_peak_gflops(int threads, double seconds);
-
 }  // namespace gensamp

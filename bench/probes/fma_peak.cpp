@@ -1,11 +1,15 @@
 // The machine's FP32 arithmetic peak, measured rather than computed from a clock rate: cloud
 // CPUs report a nominal frequency, and the sustained all-core clock under 512-bit FMA load is
 // what bounds the layer kernels. An sgemm ceiling is a library's achievement, not the bound.
+// A bench tool, not part of the engine: built with the system compiler at bench time
+// (bench/common.py), together with the engine's cpu_features.cpp so it takes the SIMD path the
+// engine takes (GENSAMP_SIMD included).
+#include "fma_peak.hpp"
+
 #include <chrono>
 #include <cmath>
 
 #include "cpu_features.hpp"
-#include "gemm.hpp"
 
 #ifdef GENSAMP_X86
 #include <immintrin.h>
@@ -14,8 +18,10 @@
 #include <omp.h>
 #endif
 
-namespace gensamp {
+namespace bench {
 namespace {
+
+using gensamp::SimdLevel;
 
 // Enough independent accumulators to cover FMA latency x issue width on current x86 cores
 // (Zen 4: 4-cycle latency, two 256-bit pipes; Intel: 4 cycles, two 512-bit ports).
@@ -64,7 +70,7 @@ float spin_scalar(long iters, float seed) {
 }  // namespace
 
 double fma_peak_gflops(int threads, double seconds) {
-  const SimdLevel level = simd_level();  // the same path the layer kernels take
+  const SimdLevel level = gensamp::simd_level();  // the same path the layer kernels take
   float (*spin)(long, float) = spin_scalar;
   int lanes = 1;
 #ifdef GENSAMP_X86
@@ -111,4 +117,4 @@ double fma_peak_gflops(int threads, double seconds) {
   return best * 1e-9;
 }
 
-}  // namespace gensamp
+}  // namespace bench
