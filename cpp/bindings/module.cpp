@@ -8,15 +8,12 @@
 // core's model constructors keep their own shape invariants (their C++ callers have no Python
 // in front of them). One value check remains here, pinned by tests/test_errors.py: weights that
 // are not finite.
-#include <pybind11/pybind11.h>
-
-namespace py = pybind11;
-
-void register_rng(py::module_& m);
-void register_samplers(py::module_& m);
+#include "bindings.hpp"
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "gensamp's C++ chain engine (use the gensamp package, not this module directly)";
-  register_rng(m);
+  register_models(m);
   register_samplers(m);
+  register_rng(m);
+  register_build(m);
 }
