@@ -23,10 +23,11 @@ PROBES = {
     "relu_skip": ["bench/probes/relu_skip.cpp", "bench/probes/fma_peak.cpp", "cpp/src/gemm.cpp",
                   "cpp/src/cpu_features.cpp"],
 }
-# The engine's code-generation flags (CMakeLists.txt), so the engine kernels a probe links
-# compile as they do in the extension.
+# The engine's code-generation flags and warnings (CMakeLists.txt), so the engine kernels a
+# probe links compile as they do in the extension.
 CXXFLAGS = ["-O3", "-std=c++17", "-fopenmp", "-DGENSAMP_HAVE_OPENMP=1", "-ffp-contract=off",
-            "-fno-math-errno", "-fno-trapping-math", "-Icpp/include", "-Icpp/src", "-Ibench/probes"]
+            "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wconversion",
+            "-Icpp/include", "-Icpp/src", "-Ibench/probes"]
 PROBE_EXIT_USAGE = 2  # a probe's exit status for arguments it refuses
 
 

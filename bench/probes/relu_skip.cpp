@@ -141,7 +141,7 @@ double gflops(Bufs& B, F f) {
     const auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < iters; ++i) f(B);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, flop * iters / s / 1e9);
+    best = std::max(best, flop * double(iters) / s / 1e9);
   }
   return best;
 }

@@ -1,4 +1,4 @@
-// Facts about this build and machine: SIMD levels, OpenMP.
+// Facts about this build and machine: version, SIMD levels, OpenMP.
 #include <pybind11/stl.h>
 
 #include <map>
@@ -50,6 +50,7 @@ void bind_openmp(py::module_& m) {
 }  // namespace
 
 void register_build(py::module_& m) {
+  m.attr("__version__") = GENSAMP_VERSION;  // pyproject.toml's, passed in by CMakeLists.txt
   bind_simd(m);
   bind_openmp(m);
 }

@@ -326,7 +326,8 @@ void test_normals_layout_and_moments() {
     s2 += double(v) * v;
     mx = std::max(mx, double(std::fabs(v)));
   }
-  const double m = s1 / z.size(), var = s2 / z.size() - m * m;
+  const double count = double(z.size());
+  const double m = s1 / count, var = s2 / count - m * m;
   CHECK(all_finite(z));
   CHECK_MSG(std::fabs(m) < 0.015, "mean %g", m);
   CHECK_MSG(std::fabs(var - 1) < 0.02, "variance %g", var);

@@ -1,10 +1,12 @@
-# Type stub for the compiled engine (cpp/bindings/). Arguments are checked at the binding
-# edge; the Python wrappers in samplers.py / weights.py / mixture.py are the public API.
+# Type stub for the compiled engine (cpp/bindings/). The Python wrappers in samplers.py /
+# weights.py / mixture.py are the public API and validate every argument; the binding checks
+# only what memory safety needs (the rule is in cpp/bindings/module.cpp).
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+__version__: str  # pyproject.toml's version
 have_openmp: bool
 init_step: int  # the noise-stream step reserved for the chains' starting points
 
