@@ -10,10 +10,9 @@
 // dense-equivalent GFLOP/s (2 * out * in * width per call, zeros included), so a number above
 // the dense kernel's would mean skipping wins.
 //
-// Build and run (AVX-512 machine): bench/common.py's build_probe("relu_skip") compiles it with
-// the engine's kernel sources; from the repository root:
-//   python -c 'import sys; sys.path.insert(0, "bench"); import common; print(common.build_probe("relu_skip"))'
-//   <that path> 256 256 64 0.5
+// Build and run (AVX-512 machine): build_probe("relu_skip") in bench/common.py compiles it with
+// the engine's kernel sources and returns the executable's path; run that as
+//   <path> 256 256 64 0.5      (OUT IN WIDTH DENSITY)
 #include <immintrin.h>
 
 #include <algorithm>

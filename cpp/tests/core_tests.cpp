@@ -385,7 +385,8 @@ void test_mlp_validation() {
 void test_mlp_forward_matches_reference() {
   const Act acts[] = {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::silu,
                       Act::softplus, Act::tanh, Act::sigmoid, Act::gelu, Act::gelu_tanh};
-  const int widths[] = {1, 5, 16, 17, 48};  // narrow kernel (< 16, or not a multiple of 16) and wide
+  // The narrow kernel (< 16, or not a multiple of 16) and the wide one.
+  const int widths[] = {1, 5, 16, 17, 48};
   for (Act a : acts)
     for (int d : {1, 3, 20}) {
       const auto spec = mlp_spec(d, 24, 3, a, SigmaInput::none, false, 11 + d);
