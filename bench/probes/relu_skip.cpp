@@ -82,7 +82,8 @@ __attribute__((target("avx512f"))) void skip_single(Bufs& B) {
         const __m512 x = _mm512_set1_ps(B.xa[j]);
         for (int v = 0; v < P; ++v) a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(w + 16 * v), x, a[v]);
       }
-      for (int v = 0; v < P; ++v) _mm512_storeu_ps(&B.Yc[size_t(c) * B.out_pad + o0 + 16 * v], relu(a[v]));
+      for (int v = 0; v < P; ++v)
+        _mm512_storeu_ps(&B.Yc[size_t(c) * B.out_pad + o0 + 16 * v], relu(a[v]));
     }
   }
 }
@@ -127,7 +128,8 @@ bool same_bits(Bufs& B, F f) {
   f(B);
   for (int o = 0; o < B.out; ++o)
     for (int c = 0; c < B.width; ++c)
-      if (std::memcmp(&B.Y[size_t(o) * B.width + c], &B.Yc[size_t(c) * B.out_pad + o], 4)) return false;
+      if (std::memcmp(&B.Y[size_t(o) * B.width + c], &B.Yc[size_t(c) * B.out_pad + o], 4))
+        return false;
   return true;
 }
 
@@ -149,7 +151,8 @@ double gflops(Bufs& B, F f) {
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: %s OUT IN WIDTH DENSITY  (OUT a multiple of 64, IN of 16)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s OUT IN WIDTH DENSITY  (OUT a multiple of 64, IN of 16)\n",
+                 argv[0]);
     return 2;
   }
   if (gensamp::simd_level() != gensamp::SimdLevel::avx512) {
@@ -182,12 +185,16 @@ int main(int argc, char** argv) {
   B.xb.resize(B.in);
   for (auto& v : B.b) v = 0.1f * nd(g);
   for (int o = 0; o < B.out; ++o)
-    for (int k = 0; k < B.in; ++k) B.WT[size_t(k) * B.out_pad + o] = B.W[size_t(o) * B.in + k] = 0.05f * nd(g);
+    for (int k = 0; k < B.in; ++k)
+      B.WT[size_t(k) * B.out_pad + o] = B.W[size_t(o) * B.in + k] = 0.05f * nd(g);
   for (int k = 0; k < B.in; ++k)
     for (int c = 0; c < B.width; ++c)
-      B.Xc[size_t(c) * B.in + k] = B.X[size_t(k) * B.width + c] = u(g) < density ? std::abs(nd(g)) : 0.f;
-  std::printf("layer %d -> %d, %d chains, %.0f%% non-zero inputs; dense-equivalent GFLOP/s, 1 thread (%s)\n",
-              B.in, B.out, B.width, 100 * density, gensamp::simd_level_name(gensamp::simd_level()));
+      B.Xc[size_t(c) * B.in + k] = B.X[size_t(k) * B.width + c] =
+          u(g) < density ? std::abs(nd(g)) : 0.f;
+  std::printf(
+      "layer %d -> %d, %d chains, %.0f%% non-zero inputs; dense-equivalent GFLOP/s, 1 thread "
+      "(%s)\n",
+      B.in, B.out, B.width, 100 * density, gensamp::simd_level_name(gensamp::simd_level()));
   std::printf("  engine kernel (dense, all zeros multiplied): %6.1f\n", gflops(B, dense));
   bool ok = true;
   auto report = [&](const char* name, void (*f)(Bufs&)) {

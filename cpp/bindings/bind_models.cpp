@@ -98,9 +98,8 @@ F32 score_rows(const ScoreModel& model, const F32& u, double sigma) {
     py::gil_scoped_release nogil;
     const auto levels = model.prepare({sigma});
     auto ws = model.workspace(kRowTile);
-    map_tiles(n, d, d, kRowTile, up, op, [&](const float* xt, float* yt) {
-      model.score(xt, kRowTile, *levels, 0, yt, *ws);
-    });
+    map_tiles(n, d, d, kRowTile, up, op,
+              [&](const float* xt, float* yt) { model.score(xt, kRowTile, *levels, 0, yt, *ws); });
   }
   return out;
 }

@@ -122,8 +122,8 @@ void bind_schedules(py::module_& m) {
 void bind_runs(py::module_& m) {
   m.def("run", &run, py::arg("model"), py::arg("schedule"), py::arg("n"), py::arg("x0"),
         py::arg("init_std"), py::arg("options"));
-  m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"),
-        py::arg("threads"), py::arg("tile"));
+  m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"),
+        py::arg("tile"));
 }
 
 void install_fork_guard() {

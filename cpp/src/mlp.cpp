@@ -26,7 +26,8 @@ SigmaInput parse_sigma_input(const std::string& n) {
   if (n == "none") return SigmaInput::none;
   if (n == "sigma") return SigmaInput::sigma;
   if (n == "log_sigma") return SigmaInput::log_sigma;
-  throw std::invalid_argument("unknown sigma_input '" + n + "' (expected none, sigma or log_sigma)");
+  throw std::invalid_argument("unknown sigma_input '" + n +
+                              "' (expected none, sigma or log_sigma)");
 }
 
 namespace {
@@ -113,8 +114,7 @@ std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
     const double s = sigmas[l];
     if (spec_.sigma_input != SigmaInput::none) {
       const float feat = float(spec_.sigma_input == SigmaInput::sigma ? s : std::log(s));
-      for (int o = 0; o < f.out; ++o)
-        level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
+      for (int o = 0; o < f.out; ++o) level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
     }
     if (spec_.divide_by_sigma) level_out_scale_[l] = float(1.0 / s);
   }
@@ -138,8 +138,9 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
   for (size_t i = 0; i < L.size(); ++i) {
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
-    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(), L[i].out, L[i].in,
-                 (L[i].out + 15) / 16 * 16, wp_[i].data()};
+    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(),
+                 L[i].out,      L[i].in,       (L[i].out + 15) / 16 * 16,
+                 wp_[i].data()};
     if (i == 0) {
       ref.b = bias0;
       ref.in = in_rows;

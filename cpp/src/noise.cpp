@@ -17,8 +17,8 @@ constexpr int kChunk = 16;
 // minimax polynomials on [-pi/4, pi/4].
 inline void poly_sincos_turn(float theta, float& s_out, float& c_out) {
   const float q4 = theta * 4.f;
-  const int q = int(q4 + 0.5f);               // nearest quadrant, 0..4
-  const float f = theta - float(q) * 0.25f;   // exact: |f| <= 1/8
+  const int q = int(q4 + 0.5f);              // nearest quadrant, 0..4
+  const float f = theta - float(q) * 0.25f;  // exact: |f| <= 1/8
   const float x = f * 6.28318530717958647692f;
   const float z = x * x;
   float s = -1.9515295891e-4f;
@@ -61,7 +61,7 @@ struct UpdateSink {
 
 template <class Sink>
 inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t chain0, int w,
-                                                         uint32_t step, int d, const Sink& sink) {
+                                                        uint32_t step, int d, const Sink& sink) {
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int cb = 0; cb < w; cb += kChunk) {
     const int m = w - cb < kChunk ? w - cb : kChunk;
@@ -70,7 +70,8 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
 #pragma omp simd
       for (int c = 0; c < m; ++c) {  // only live chains: a lone chain costs one lane, not 16
         const uint64_t j = chain0 + uint64_t(cb + c);
-        const PhiloxBlock r = philox4x32_10(uint32_t(blk), step, uint32_t(j), uint32_t(j >> 32), k0, k1);
+        const PhiloxBlock r =
+            philox4x32_10(uint32_t(blk), step, uint32_t(j), uint32_t(j >> 32), k0, k1);
         const uint32_t c0 = r.v[0], c1 = r.v[1], c2 = r.v[2], c3 = r.v[3];
         // Box-Muller on (c0, c1) and (c2, c3).
         float sn, cs;
@@ -90,14 +91,14 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
 }
 
 // One instantiation per SIMD level (the body is always inlined into each target).
-#define GENSAMP_NOISE_FNS(SUFFIX, ATTR)                                                        \
-  ATTR void normals_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z,     \
-                             int ld) {                                                         \
-    normals_body(s, c0, w, t, d, StoreSink{z, ld});                                            \
-  }                                                                                            \
-  ATTR void update_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* u,      \
-                            const float* sc, int ld, float half, float root) {                 \
-    normals_body(s, c0, w, t, d, UpdateSink{u, sc, ld, half, root});                           \
+#define GENSAMP_NOISE_FNS(SUFFIX, ATTR)                                                   \
+  ATTR void normals_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, \
+                             int ld) {                                                    \
+    normals_body(s, c0, w, t, d, StoreSink{z, ld});                                       \
+  }                                                                                       \
+  ATTR void update_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* u,  \
+                            const float* sc, int ld, float half, float root) {            \
+    normals_body(s, c0, w, t, d, UpdateSink{u, sc, ld, half, root});                      \
   }
 
 GENSAMP_NOISE_FNS(scalar, )

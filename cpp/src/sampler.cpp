@@ -155,7 +155,9 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
     // Per-tile buffers; the step loop below allocates nothing.
     std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width);
     auto ws = model.workspace(width);
-    auto to_data = [&](int i, float v) { return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f); };
+    auto to_data = [&](int i, float v) {
+      return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f);
+    };
 
     if (init_std > 0) {
       tile_normals(opt.seed, uint64_t(j0), w, kInitStep, d, u.data(), width);
@@ -183,7 +185,8 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
         if (opt.record_every > 0 && (gstep + 1) % opt.record_every == 0) {
           float* dst = traj + ((gstep + 1) / opt.record_every - 1) * n * d;
           for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) dst[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
+            for (int i = 0; i < d; ++i)
+              dst[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
         }
         maybe_poll(opt, st, on_caller);
       }

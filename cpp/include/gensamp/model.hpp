@@ -14,7 +14,7 @@ constexpr int kLane = 16;  // tile widths are padded to this many chains (one AV
 enum class Act { identity, relu, leaky_relu, elu, silu, softplus, tanh, sigmoid, gelu, gelu_tanh };
 enum class SigmaInput { none, sigma, log_sigma };
 
-Act parse_act(const std::string& name);          // throws std::invalid_argument
+Act parse_act(const std::string& name);  // throws std::invalid_argument
 SigmaInput parse_sigma_input(const std::string& name);
 
 // Per-thread scratch memory, allocated once before a run.

@@ -12,10 +12,10 @@ namespace gensamp {
 
 struct RunOptions {
   uint64_t seed = 0;
-  int threads = 1;        // >= 1
-  int tile = 64;          // chains per tile (rounded up to kLane)
-  int record_every = 0;   // 0: no trajectory
-  bool denoise = false;   // final Tweedie step x + sigma_L^2 s(x, sigma_L)
+  int threads = 1;       // >= 1
+  int tile = 64;         // chains per tile (rounded up to kLane)
+  int record_every = 0;  // 0: no trajectory
+  bool denoise = false;  // final Tweedie step x + sigma_L^2 s(x, sigma_L)
   // Called now and then from the thread that started the run, never concurrently; returning
   // true cancels the run (used for Ctrl-C). May be empty.
   std::function<bool()> poll;
