@@ -43,7 +43,8 @@ def main() -> int:
                    required=1.8, ok=r["speedup"] >= 1.8) for r in rows if r["threads"] == 2]
     for c in checks:
         print(f"{c['target']}: {c['measured']:.2f} (>= 1.8) {'PASS' if c['ok'] else 'FAIL'}")
-    common.write_json(os.path.join(args.out, "scaling_smoke.json" if args.smoke else "scaling.json"),
+    name = "scaling_smoke.json" if args.smoke else "scaling.json"
+    common.write_json(os.path.join(args.out, name),
                       dict(machine=B.machine(), rows=rows, targets=checks))
     return 1 if args.check and not args.smoke and not all(c["ok"] for c in checks) else 0
 

@@ -11,7 +11,8 @@ import pytest
 from gensamp import _core
 
 FAMILIES = {"layer", "narrow", "noise", "activations"}
-PROBE = "import json; from gensamp import _core; print(json.dumps([_core.simd_level(), _core.simd_levels()]))"
+PROBE = ("import json; from gensamp import _core; "
+         "print(json.dumps([_core.simd_level(), _core.simd_levels()]))")
 
 
 def test_every_family_runs_at_the_decided_level():
