@@ -16,17 +16,17 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, os, resource, sys
-sys.path.insert(0, {bench!r})
-import numpy as np, _common as C, gensamp
-w = C.export(C.network(2, 128))
-gensamp.annealed_langevin(w, C.SIGMAS, 1e-3, 1, n=100, seed=1)  # warm: code pages, OpenMP pool
+import json, os, resource
+import numpy as np, gensamp
+from gensamp import benchmark as B
+w = B.export(B.network(2, 128))
+gensamp.annealed_langevin(w, B.SIGMAS, 1e-3, 1, n=100, seed=1)  # warm: code pages, OpenMP pool
 def rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 before = rss()
 peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-x = gensamp.annealed_langevin(w, C.SIGMAS, 1e-3, 1, n={n}, seed=1)
+x = gensamp.annealed_langevin(w, B.SIGMAS, 1e-3, 1, n={n}, seed=1)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 wbytes = sum(W.nbytes + b.nbytes for W, b in w.layers)
 print(json.dumps(dict(n={n}, rss_before=before, peak_before=peak_before, peak=peak,
@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
-    code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), n=args.n)
+    code = CHILD.format(n=args.n)
     res = json.loads(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         .stdout.strip()
@@ -62,10 +62,11 @@ def main() -> int:
         f"{(res['peak'] - res['rss_before']) / mib:.1f} MiB -> extra {extra / mib:.1f} MiB "
         f"(< 64 MiB: {'PASS' if res['ok'] else 'FAIL'})"
     )
-    sys.path.insert(0, os.path.dirname(__file__))
-    import _common as C
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import common
+    from gensamp import benchmark as B
 
-    C.write_json(os.path.join(args.out, "memory.json"), dict(machine=C.machine(), **res))
+    common.write_json(os.path.join(args.out, "memory.json"), dict(machine=B.machine(), **res))
     return 0 if res["ok"] else 1
 
 

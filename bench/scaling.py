@@ -11,8 +11,10 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _common as C  # noqa: E402
+from gensamp import benchmark as B
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 
 def main() -> int:
@@ -28,12 +30,12 @@ def main() -> int:
     all_threads = os.cpu_count() or 1
     rows = []
     for d, h in [(1, 128)] if args.smoke else [(1, 128), (64, 256)]:
-        w = C.export(C.network(d, h))
-        T = max(1, round((2e8 if args.smoke else 3e10) / (C.flops_per_step(d, h) * n * C.L_LEVELS)))
+        w = B.export(B.network(d, h))
+        T = max(1, round((2e8 if args.smoke else 3e10) / (B.flops_per_step(d, h) * n * B.L_LEVELS)))
         base = None
         for th in range(1, all_threads + 1):
-            t = C.timed(lambda w=w, T=T, th=th: C.engine(w, n, T, th), 1 if args.smoke else 3)
-            rate = n * C.L_LEVELS * T / t
+            t = B.timed(lambda w=w, T=T, th=th: B.engine(w, n, T, th), 1 if args.smoke else 3)
+            rate = n * B.L_LEVELS * T / t
             base = base or rate
             rows.append(
                 dict(
@@ -64,9 +66,9 @@ def main() -> int:
     ]
     for c in checks:
         print(f"{c['target']}: {c['measured']:.2f} (>= 1.8) {'PASS' if c['ok'] else 'FAIL'}")
-    C.write_json(
-        os.path.join(args.out, "scaling_smoke.json" if args.smoke else "scaling.json"),
-        dict(machine=C.machine(), rows=rows, targets=checks),
+    name = "scaling_smoke.json" if args.smoke else "scaling.json"
+    common.write_json(
+        os.path.join(args.out, name), dict(machine=B.machine(), rows=rows, targets=checks)
     )
     return 1 if args.check and not args.smoke and not all(c["ok"] for c in checks) else 0
 

@@ -19,11 +19,12 @@ import os
 import sys
 import time
 
+import gensamp
 import torch
+from gensamp import benchmark as B
 
-sys.path.insert(0, os.path.dirname(__file__))
-import _common as C  # noqa: E402
-import gensamp  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 FULL = dict(shapes=[(1, 128), (2, 128), (64, 256)], ns=[1, 100, 1_000, 10_000, 100_000, 1_000_000])
 SMOKE = dict(shapes=[(1, 128)], ns=[1, 100, 1000])
@@ -34,7 +35,7 @@ def measure(shapes, ns, threads_list, budget, reps):
     for d, h in shapes:
         for n in ns:
             for th in threads_list:
-                row = C.compare(d, h, n, th, budget, reps)
+                row = B.compare(d, h, n, th, budget, reps)
                 rows.append(row)
                 print(
                     f"d={d:3d} h={h:3d} N={n:>8d} thr={th} T={row['T']:5d}  "
@@ -113,14 +114,14 @@ def plot(rows, ceiling, peak, path):
                 ns, [r["torch_chain_steps_s"] for r in sel], "s--", label=f"PyTorch loop, {th} thr"
             )
         ax.axhline(
-            ceiling * 1e9 / C.flops_per_step(d, h),
+            ceiling * 1e9 / B.flops_per_step(d, h),
             color="k",
             lw=0.8,
             ls=":",
             label="sgemm ceiling (all threads)",
         )
         ax.axhline(
-            peak * 1e9 / C.flops_per_step(d, h),
+            peak * 1e9 / B.flops_per_step(d, h),
             color="r",
             lw=0.8,
             ls=":",
@@ -148,8 +149,8 @@ def main() -> int:
     budget = 2e8 if args.smoke else 2e10
     t0 = time.time()
     torch.set_num_threads(all_threads)
-    ceiling = C.sgemm_ceiling(1024 if args.smoke else 4096)
-    peak = C.fma_peak(all_threads, 0.1 if args.smoke else 0.5)
+    ceiling = common.sgemm_ceiling(1024 if args.smoke else 4096)
+    peak = common.fma_peak(all_threads, 0.1 if args.smoke else 0.5)
     print(
         f"sgemm ceiling: {ceiling:.1f} GFLOP/s, FP32 FMA peak: {peak:.1f} GFLOP/s "
         f"({all_threads} threads)  simd={gensamp.simd_level()}"
@@ -168,10 +169,10 @@ def main() -> int:
         if r["threads"] == all_threads:
             r["fraction_of_fma_peak"] = r["cpp_gflops"] / peak
     name = "throughput_smoke" if args.smoke else "throughput"
-    C.write_json(
+    common.write_json(
         os.path.join(args.out, f"{name}.json"),
         dict(
-            machine=C.machine(),
+            machine=B.machine(),
             sgemm_gflops=ceiling,
             fma_peak_gflops=peak,
             rows=rows,

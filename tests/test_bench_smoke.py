@@ -2,14 +2,16 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
-from gensamp import _core
 
-BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench")
+sys.path.insert(0, BENCH)
+import common  # noqa: E402  (bench/common.py: the probes' build helper)
+
+needs_compiler = pytest.mark.skipif(common.compiler() is None, reason="no C++ compiler")
 
 
 def _run(script, *args):
@@ -40,47 +42,46 @@ def test_throughput_smoke(tmp_path):
 
 def test_scaling_and_memory_smoke(tmp_path):
     _run("scaling.py", "--smoke", "--out", str(tmp_path))
-    rows = json.loads((tmp_path / "scaling_smoke.json").read_text())["rows"]
-    assert rows[0]["threads"] == 1 and rows[0]["speedup"] == 1.0
+    data = json.loads((tmp_path / "scaling_smoke.json").read_text())
+    rows = data["rows"]
+    # One row per thread count 1..cores, and the derived columns follow from the measured rates
+    # (speed-up over the one-thread row, efficiency per thread), so the table and its targets
+    # report what was timed.
+    assert [r["threads"] for r in rows] == list(range(1, (os.cpu_count() or 1) + 1))
+    one = rows[0]["chain_steps_s"]
+    for r in rows:
+        assert r["chain_steps_s"] > 0 and r["T"] >= 1 and r["n"] == 2000
+        assert r["speedup"] == pytest.approx(r["chain_steps_s"] / one, rel=1e-12)
+        assert r["efficiency"] == pytest.approx(r["speedup"] / r["threads"], rel=1e-12)
+    two = [r for r in rows if r["threads"] == 2]
+    assert [t["measured"] for t in data["targets"]] == [r["speedup"] for r in two]
     _run("memory.py", "--n", "200000", "--out", str(tmp_path))
     mem = json.loads((tmp_path / "memory.json").read_text())
     # Per-tile buffers only: nothing proportional to N beyond the output itself.
     assert mem["ok"] and mem["output_bytes"] == 200000 * 2 * 4
 
 
-def test_fma_peak_arguments():
-    assert _core.fma_peak_gflops(1, 0.01) > 0
-    for bad in ((0, 0.1), (1, 0.0), (1, 61.0), (1, float("nan"))):
+@needs_compiler
+def test_fma_peak_probe():
+    """bench/probes/peak.cpp, built by bench/common.py: a positive rate, on the engine's SIMD
+    path, and refused arguments as ValueError."""
+    from gensamp import simd_level
+
+    assert common.fma_peak(1, 0.01) > 0
+    out = subprocess.run(
+        [common.build_probe("peak"), "1", "0.01"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[1] == simd_level()
+    for bad in ((0, 0.1), (1, 0.0), (1, 61.0), (1, float("nan")), ("x", 0.1)):
         with pytest.raises(ValueError):
-            _core.fma_peak_gflops(*bad)
+            common.fma_peak(*bad)
 
 
-def test_relu_skip_probe_matches_the_engine_kernel(tmp_path):
+@needs_compiler
+def test_relu_skip_probe_matches_the_engine_kernel():
     """The probe behind the README's "the engine does not skip ReLU zeros": its skipping
     kernels must reproduce the engine kernel's bits, or its timings would compare different work."""
-    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    root = os.path.join(BENCH, "..")
-    exe = str(tmp_path / "relu_skip")
-    subprocess.run(
-        [
-            cxx,
-            "-O2",
-            "-std=c++17",
-            "-fopenmp",
-            "-I",
-            os.path.join(root, "cpp", "include"),
-            os.path.join(BENCH, "probes", "relu_skip.cpp"),
-            os.path.join(root, "cpp", "src", "gemm.cpp"),
-            os.path.join(root, "cpp", "src", "peak.cpp"),
-            "-o",
-            exe,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    exe = common.build_probe("relu_skip")
     r = subprocess.run([exe, "128", "48", "32", "0.5"], capture_output=True, text=True, timeout=120)
     if r.returncode == 77:
         pytest.skip(r.stderr.strip())

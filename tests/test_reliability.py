@@ -557,8 +557,8 @@ W1 = np.full((1, 1 << 16), 1e-3, np.float32)
 net = gensamp.Weights([(W0, np.zeros(1 << 16, np.float32)), (W1, np.zeros(1, np.float32))],
                       ["relu"])
 try:
-    _core.run(net._engine(), [0.0], 0.1, 2, False, 2 << 16, None, 1.0, 1, {threads}, 0, False,
-              1 << 16, False)
+    _core.run(net._engine(), _core.plain_schedule(0.0, 0.1, 2), 2 << 16, None, 1.0,
+              _core.RunOptions(seed=1, threads={threads}, tile=1 << 16))
     out["in_region"] = None
 except MemoryError as exc:
     out["in_region"] = type(exc).__name__ + ": " + str(exc)

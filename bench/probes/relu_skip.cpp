@@ -10,9 +10,9 @@
 // dense-equivalent GFLOP/s (2 * out * in * width per call, zeros included), so a number above
 // the dense kernel's would mean skipping wins.
 //
-// Build and run from the repository root (AVX-512 machine):
-//   g++ -O3 -std=c++17 -fopenmp -Icpp/include bench/probes/relu_skip.cpp cpp/src/gemm.cpp
-//       cpp/src/peak.cpp -o /tmp/relu_skip && /tmp/relu_skip 256 256 64 0.5
+// Build and run (AVX-512 machine): build_probe("relu_skip") in bench/common.py compiles it with
+// the engine's kernel sources and returns the executable's path; run that as
+//   <path> 256 256 64 0.5      (OUT IN WIDTH DENSITY)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,7 +23,8 @@
 #include <random>
 #include <vector>
 
-#include "gensamp/gemm.hpp"
+#include "fma_peak.hpp"
+#include "gemm.hpp"
 
 namespace {
 
@@ -81,7 +82,8 @@ __attribute__((target("avx512f"))) void skip_single(Bufs& B) {
         const __m512 x = _mm512_set1_ps(B.xa[j]);
         for (int v = 0; v < P; ++v) a[v] = _mm512_fmadd_ps(_mm512_loadu_ps(w + 16 * v), x, a[v]);
       }
-      for (int v = 0; v < P; ++v) _mm512_storeu_ps(&B.Yc[size_t(c) * B.out_pad + o0 + 16 * v], relu(a[v]));
+      for (int v = 0; v < P; ++v)
+        _mm512_storeu_ps(&B.Yc[size_t(c) * B.out_pad + o0 + 16 * v], relu(a[v]));
     }
   }
 }
@@ -126,7 +128,8 @@ bool same_bits(Bufs& B, F f) {
   f(B);
   for (int o = 0; o < B.out; ++o)
     for (int c = 0; c < B.width; ++c)
-      if (std::memcmp(&B.Y[size_t(o) * B.width + c], &B.Yc[size_t(c) * B.out_pad + o], 4)) return false;
+      if (std::memcmp(&B.Y[size_t(o) * B.width + c], &B.Yc[size_t(c) * B.out_pad + o], 4))
+        return false;
   return true;
 }
 
@@ -139,7 +142,7 @@ double gflops(Bufs& B, F f) {
     const auto t0 = std::chrono::steady_clock::now();
     for (long i = 0; i < iters; ++i) f(B);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, flop * iters / s / 1e9);
+    best = std::max(best, flop * double(iters) / s / 1e9);
   }
   return best;
 }
@@ -148,11 +151,13 @@ double gflops(Bufs& B, F f) {
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: %s OUT IN WIDTH DENSITY  (OUT a multiple of 64, IN of 16)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s OUT IN WIDTH DENSITY  (OUT a multiple of 64, IN of 16)\n",
+                 argv[0]);
     return 2;
   }
-  if (std::strcmp(gensamp::simd_level(), "avx512") != 0) {
-    std::fprintf(stderr, "this probe needs AVX-512 (the engine chose %s here)\n", gensamp::simd_level());
+  if (gensamp::simd_level() != gensamp::SimdLevel::avx512) {
+    std::fprintf(stderr, "this probe needs AVX-512 (the engine chose %s here)\n",
+                 gensamp::simd_level_name(gensamp::simd_level()));
     return 77;
   }
   Bufs B;
@@ -180,12 +185,16 @@ int main(int argc, char** argv) {
   B.xb.resize(B.in);
   for (auto& v : B.b) v = 0.1f * nd(g);
   for (int o = 0; o < B.out; ++o)
-    for (int k = 0; k < B.in; ++k) B.WT[size_t(k) * B.out_pad + o] = B.W[size_t(o) * B.in + k] = 0.05f * nd(g);
+    for (int k = 0; k < B.in; ++k)
+      B.WT[size_t(k) * B.out_pad + o] = B.W[size_t(o) * B.in + k] = 0.05f * nd(g);
   for (int k = 0; k < B.in; ++k)
     for (int c = 0; c < B.width; ++c)
-      B.Xc[size_t(c) * B.in + k] = B.X[size_t(k) * B.width + c] = u(g) < density ? std::abs(nd(g)) : 0.f;
-  std::printf("layer %d -> %d, %d chains, %.0f%% non-zero inputs; dense-equivalent GFLOP/s, 1 thread (%s)\n",
-              B.in, B.out, B.width, 100 * density, gensamp::simd_level());
+      B.Xc[size_t(c) * B.in + k] = B.X[size_t(k) * B.width + c] =
+          u(g) < density ? std::abs(nd(g)) : 0.f;
+  std::printf(
+      "layer %d -> %d, %d chains, %.0f%% non-zero inputs; dense-equivalent GFLOP/s, 1 thread "
+      "(%s)\n",
+      B.in, B.out, B.width, 100 * density, gensamp::simd_level_name(gensamp::simd_level()));
   std::printf("  engine kernel (dense, all zeros multiplied): %6.1f\n", gflops(B, dense));
   bool ok = true;
   auto report = [&](const char* name, void (*f)(Bufs&)) {
@@ -197,6 +206,6 @@ int main(int argc, char** argv) {
   if (B.out % 256 == 0) report("skip zeros, one chain, 256 outputs/pass:", skip_single<16>);
   report("skip zeros, chain pairs, 64 outputs/pass:", skip_pair<4>);
   if (B.out % 128 == 0) report("skip zeros, chain pairs, 128 outputs/pass:", skip_pair<8>);
-  std::printf("  %-44s %6.1f\n", "FMA peak, 1 thread:", gensamp::fma_peak_gflops(1, 0.3));
+  std::printf("  %-44s %6.1f\n", "FMA peak, 1 thread:", bench::fma_peak_gflops(1, 0.3));
   return ok ? 0 : 1;
 }

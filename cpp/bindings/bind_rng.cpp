@@ -1,21 +1,15 @@
-// The noise stream and build facts, exposed so tests can check them against independent
-// sources (Random123 known-answer vectors, the numpy reference).
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
+// The noise stream, exposed so tests can check it against independent sources (Random123
+// known-answer vectors, the numpy reference). Argument checks: see the rule in module.cpp.
 #include <pybind11/stl.h>
 
 #include <array>
-#include <stdexcept>
+#include <cstdint>
 
-#include "gensamp/gemm.hpp"
-#include "gensamp/noise.hpp"
+#include "bindings.hpp"
 #include "gensamp/philox.hpp"
+#include "noise.hpp"
 
-#ifdef GENSAMP_HAVE_OPENMP
-#include <omp.h>
-#endif
-
-namespace py = pybind11;
+using namespace gensamp_py;
 
 void register_rng(py::module_& m) {
   m.def(
@@ -28,35 +22,11 @@ void register_rng(py::module_& m) {
   m.def(
       "normals",
       [](uint64_t seed, uint64_t chain, uint32_t step, int d) {
-        if (d < 1) throw std::invalid_argument("d must be >= 1");
+        if (d < 1) throw py::value_error("d must be >= 1");
         py::array_t<float> out(d);
         gensamp::tile_normals(seed, chain, 1, step, d, out.mutable_data(), 1);
         return out;
       },
       py::arg("seed"), py::arg("chain"), py::arg("step"), py::arg("d"));
-  m.def("simd_level", &gensamp::simd_level);
-  m.def(
-      "fma_peak_gflops",
-      [](int threads, double seconds) {
-        if (threads < 1) throw std::invalid_argument("threads must be >= 1");
-        if (!(seconds > 0 && seconds <= 60))
-          throw std::invalid_argument("seconds must be in (0, 60]");
-        py::gil_scoped_release release;
-        return gensamp::fma_peak_gflops(threads, seconds);
-      },
-      py::arg("threads"), py::arg("seconds") = 0.5);
-  m.def("max_threads", [] {
-#ifdef GENSAMP_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-  });
-  m.attr("have_openmp") =
-#ifdef GENSAMP_HAVE_OPENMP
-      true;
-#else
-      false;
-#endif
   m.attr("init_step") = gensamp::kInitStep;
 }

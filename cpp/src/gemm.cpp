@@ -1,12 +1,12 @@
-#include "gensamp/gemm.hpp"
+#include "gemm.hpp"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
-#if defined(__x86_64__) || defined(_M_X64)
+#include "activations.hpp"
+#include "cpu_features.hpp"
+
+#ifdef GENSAMP_X86
 #include <immintrin.h>
-#define GENSAMP_X86 1
 #endif
 
 namespace gensamp {
@@ -33,7 +33,6 @@ static void layer_scalar(const float* W, const float* b, int out, int in, const 
   }
 }
 
-
 // Narrow tiles: for each chain, outputs in vectors of 16 from the transposed weights.
 static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width, bool relu) {
   float acc[16];
@@ -46,8 +45,7 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
         for (int v = 0; v < 16; ++v) acc[v] = std::fma(wt[v], x, acc[v]);
       }
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v)
-        Y[long(o0 + v) * width + c] = relu ? relu_of(acc[v]) : acc[v];
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu_of(acc[v]) : acc[v];
     }
 }
 
@@ -55,8 +53,8 @@ static void narrow_scalar(const LayerRef& L, const float* X, float* Y, int width
 // One chain is a matrix-vector product: with a single accumulator it would wait on each FMA's
 // latency, so a panel of 64 outputs runs as 4 independent chains (each output's own FMA order
 // is unchanged: same bits), streaming its packed weights sequentially.
-__attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, const float* X,
-                                                             float* Y, int width, bool relu) {
+GENSAMP_TARGET_AVX512 static void narrow_avx512(const LayerRef& L, const float* X, float* Y,
+                                                int width, bool relu) {
   alignas(64) float tmp[64];
   for (int c = 0; c < width; ++c)
     for (int o0 = 0; o0 < L.out; o0 += 64) {
@@ -75,13 +73,12 @@ __attribute__((target("avx512f"))) static void narrow_avx512(const LayerRef& L, 
       _mm512_store_ps(tmp + 32, a2);
       _mm512_store_ps(tmp + 48, a3);
       const int m = L.out - o0 < 64 ? L.out - o0 : 64;
-      for (int q = 0; q < m; ++q)
-        Y[long(o0 + q) * width + c] = relu ? relu_of(tmp[q]) : tmp[q];
+      for (int q = 0; q < m; ++q) Y[long(o0 + q) * width + c] = relu ? relu_of(tmp[q]) : tmp[q];
     }
 }
 
-__attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, const float* X,
-                                                            float* Y, int width, bool relu) {
+GENSAMP_TARGET_AVX2 static void narrow_avx2(const LayerRef& L, const float* X, float* Y, int width,
+                                            bool relu) {
   alignas(32) float tmp[16];
   for (int c = 0; c < width; ++c)
     for (int o0 = 0; o0 < L.out; o0 += 16) {
@@ -95,8 +92,7 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
       _mm256_store_ps(tmp, a0);
       _mm256_store_ps(tmp + 8, a1);
       const int m = L.out - o0 < 16 ? L.out - o0 : 16;
-      for (int v = 0; v < m; ++v)
-        Y[long(o0 + v) * width + c] = relu ? relu_of(tmp[v]) : tmp[v];
+      for (int v = 0; v < m; ++v) Y[long(o0 + v) * width + c] = relu ? relu_of(tmp[v]) : tmp[v];
     }
 }
 #endif
@@ -115,9 +111,9 @@ __attribute__((target("avx2,fma"))) static void narrow_avx2(const LayerRef& L, c
 // Per k step: NB loads of X, R broadcasts of W, R*NB FMAs.
 
 template <int R, int NB>
-__attribute__((target("avx512f"))) static inline void block512(const float* W, const float* b,
-                                                               int in, const float* X, float* Y,
-                                                               int width, int o, int c, bool relu) {
+GENSAMP_TARGET_AVX512 static inline void block512(const float* W, const float* b, int in,
+                                                  const float* X, float* Y, int width, int o, int c,
+                                                  bool relu) {
   __m512 acc[R][NB];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) acc[r][v] = _mm512_set1_ps(b[o + r]);
@@ -142,11 +138,11 @@ __attribute__((target("avx512f"))) static inline void block512(const float* W, c
 }
 
 template <int NB>
-__attribute__((target("avx512f"))) static void rows512(const float* W, const float* b, int out,
-                                                       int in, const float* X, float* Y, int width,
-                                                       int c, bool relu) {
+GENSAMP_TARGET_AVX512 static void rows512(const float* W, const float* b, int out, int in,
+                                          const float* X, float* Y, int width, int c, bool relu) {
   int o = 0;
-  for (; o + GENSAMP_R512 <= out; o += GENSAMP_R512) block512<GENSAMP_R512, NB>(W, b, in, X, Y, width, o, c, relu);
+  for (; o + GENSAMP_R512 <= out; o += GENSAMP_R512)
+    block512<GENSAMP_R512, NB>(W, b, in, X, Y, width, o, c, relu);
   switch (out - o) {
     case 7: block512<7, NB>(W, b, in, X, Y, width, o, c, relu); break;
     case 6: block512<6, NB>(W, b, in, X, Y, width, o, c, relu); break;
@@ -159,11 +155,11 @@ __attribute__((target("avx512f"))) static void rows512(const float* W, const flo
   }
 }
 
-__attribute__((target("avx512f"))) static void layer_avx512(const float* W, const float* b,
-                                                            int out, int in, const float* X,
-                                                            float* Y, int width, bool relu) {
+GENSAMP_TARGET_AVX512 static void layer_avx512(const float* W, const float* b, int out, int in,
+                                               const float* X, float* Y, int width, bool relu) {
   int c = 0;
-  for (; c + 16 * GENSAMP_NB512 <= width; c += 16 * GENSAMP_NB512) rows512<GENSAMP_NB512>(W, b, out, in, X, Y, width, c, relu);
+  for (; c + 16 * GENSAMP_NB512 <= width; c += 16 * GENSAMP_NB512)
+    rows512<GENSAMP_NB512>(W, b, out, in, X, Y, width, c, relu);
   switch ((width - c) / 16) {
     case 3: rows512<3>(W, b, out, in, X, Y, width, c, relu); break;
     case 2: rows512<2>(W, b, out, in, X, Y, width, c, relu); break;
@@ -173,9 +169,9 @@ __attribute__((target("avx512f"))) static void layer_avx512(const float* W, cons
 }
 
 template <int R, int NB>
-__attribute__((target("avx2,fma"))) static inline void block256(const float* W, const float* b,
-                                                                int in, const float* X, float* Y,
-                                                                int width, int o, int c, bool relu) {
+GENSAMP_TARGET_AVX2 static inline void block256(const float* W, const float* b, int in,
+                                                const float* X, float* Y, int width, int o, int c,
+                                                bool relu) {
   __m256 acc[R][NB];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NB; ++v) acc[r][v] = _mm256_set1_ps(b[o + r]);
@@ -199,9 +195,8 @@ __attribute__((target("avx2,fma"))) static inline void block256(const float* W, 
     for (int v = 0; v < NB; ++v) _mm256_storeu_ps(Y + long(o + r) * width + c + 8 * v, acc[r][v]);
 }
 
-__attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const float* b, int out,
-                                                           int in, const float* X, float* Y,
-                                                           int width, bool relu) {
+GENSAMP_TARGET_AVX2 static void layer_avx2(const float* W, const float* b, int out, int in,
+                                           const float* X, float* Y, int width, bool relu) {
   // width is a multiple of kLane = 16: two ymm vectors per step of c.
   for (int c = 0; c < width; c += 16) {
     int o = 0;
@@ -219,40 +214,35 @@ __attribute__((target("avx2,fma"))) static void layer_avx2(const float* W, const
 #endif
 
 namespace {
-struct Choice {
-  LayerKernel fn;
-  NarrowKernel narrow;
-  const char* name;
-};
 
-Choice choose() {
-  const char* env = std::getenv("GENSAMP_SIMD");
-  const bool force_scalar = env && std::strcmp(env, "scalar") == 0;
-  const bool cap_avx2 = env && std::strcmp(env, "avx2") == 0;
+const Kernel<LayerKernel>& layer_kernel() {
 #ifdef GENSAMP_X86
-  __builtin_cpu_init();
-  if (!force_scalar && !cap_avx2 && __builtin_cpu_supports("avx512f"))
-    return {layer_avx512, narrow_avx512, "avx512"};
-  if (!force_scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {layer_avx2, narrow_avx2, "avx2"};
+  static const auto k = select<LayerKernel>({layer_scalar, layer_avx2, layer_avx512});
+#else
+  static const auto k = select<LayerKernel>({layer_scalar, nullptr, nullptr});
 #endif
-  (void)cap_avx2;
-  (void)force_scalar;
-  return {layer_scalar, narrow_scalar, "scalar"};
+  return k;
 }
 
-const Choice& choice() {
-  static const Choice c = choose();
-  return c;
+const Kernel<NarrowKernel>& narrow_kernel() {
+#ifdef GENSAMP_X86
+  static const auto k = select<NarrowKernel>({narrow_scalar, narrow_avx2, narrow_avx512});
+#else
+  static const auto k = select<NarrowKernel>({narrow_scalar, nullptr, nullptr});
+#endif
+  return k;
 }
+
 }  // namespace
 
 void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool relu) {
   if (width % 16 == 0)
-    choice().fn(L.W, L.b, L.out, L.in, X, Y, width, relu);
+    layer_kernel().fn(L.W, L.b, L.out, L.in, X, Y, width, relu);
   else
-    choice().narrow(L, X, Y, width, relu);
+    narrow_kernel().fn(L, X, Y, width, relu);
 }
-const char* simd_level() { return choice().name; }
+
+SimdLevel layer_kernel_level() { return layer_kernel().level; }
+SimdLevel narrow_kernel_level() { return narrow_kernel().level; }
 
 }  // namespace gensamp

@@ -19,8 +19,12 @@ struct MixLevels final : Levels {
 
 Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
                  std::vector<double> variances, std::vector<double> covs)
-    : K_(int(weights.size())), d_(d), full_(!covs.empty()), means_(std::move(means)),
-      vars_(std::move(variances)), covs_(std::move(covs)) {
+    : K_(int(weights.size())),
+      d_(d),
+      full_(!covs.empty()),
+      means_(std::move(means)),
+      vars_(std::move(variances)),
+      covs_(std::move(covs)) {
   if (K_ < 1 || d_ < 1) throw std::invalid_argument("mixture needs K >= 1 components and d >= 1");
   if (means_.size() != size_t(K_) * d_) throw std::invalid_argument("means must be [K, d]");
   if (full_ == !vars_.empty())

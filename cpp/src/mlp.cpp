@@ -1,10 +1,9 @@
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 
-#include "gensamp/fastmath.hpp"
-#include "gensamp/gemm.hpp"
+#include "activations.hpp"
+#include "gemm.hpp"
 #include "gensamp/model.hpp"
 
 namespace gensamp {
@@ -27,86 +26,11 @@ SigmaInput parse_sigma_input(const std::string& n) {
   if (n == "none") return SigmaInput::none;
   if (n == "sigma") return SigmaInput::sigma;
   if (n == "log_sigma") return SigmaInput::log_sigma;
-  throw std::invalid_argument("unknown sigma_input '" + n + "' (expected none, sigma or log_sigma)");
+  throw std::invalid_argument("unknown sigma_input '" + n +
+                              "' (expected none, sigma or log_sigma)");
 }
 
 namespace {
-
-// torch.nn.functional's formulas on float32 (default parameters: leaky slope 0.01, elu alpha 1,
-// softplus beta 1 threshold 20, gelu exact erf or its tanh approximation). exp and log are
-// fastmath's, so these loops vectorise and give the same bits at every SIMD level; the exact
-// gelu uses std::erf element by element (the same scalar code on every path).
-inline __attribute__((always_inline)) void act_body(Act a, float* y, long count) {
-  switch (a) {
-    case Act::identity: return;
-    case Act::relu:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = relu_of(y[i]);
-      return;
-    case Act::leaky_relu:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : y[i] * 0.01f;
-      return;
-    case Act::elu:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = y[i] > 0.f ? y[i] : fm_exp(y[i]) - 1.f;
-      return;
-    case Act::silu:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = y[i] / (1.f + fm_exp(-y[i]));
-      return;
-    case Act::softplus:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = y[i] > 20.f ? y[i] : fm_log(1.f + fm_exp(y[i]));
-      return;
-    case Act::tanh:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = 1.f - 2.f / (fm_exp(2.f * y[i]) + 1.f);
-      return;
-    case Act::sigmoid:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) y[i] = 1.f / (1.f + fm_exp(-y[i]));
-      return;
-    case Act::gelu:
-      for (long i = 0; i < count; ++i)
-        y[i] = 0.5f * y[i] * (1.f + std::erf(y[i] * 0.70710678118654752f));
-      return;
-    case Act::gelu_tanh:
-#pragma omp simd
-      for (long i = 0; i < count; ++i) {
-        const float v = y[i];
-        const float t = 2.f * (0.7978845608028654f * (v + 0.044715f * v * v * v));
-        y[i] = 0.5f * v * (1.f + (1.f - 2.f / (fm_exp(t) + 1.f)));
-      }
-      return;
-  }
-}
-
-void act_scalar(Act a, float* y, long n) { act_body(a, y, n); }
-#if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) void act_avx2(Act a, float* y, long n) { act_body(a, y, n); }
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) void act_avx512(Act a, float* y,
-                                                                                   long n) {
-  act_body(a, y, n);
-}
-#endif
-
-void apply_act(Act a, float* y, long count) {
-  using Fn = void (*)(Act, float*, long);
-  static const Fn fn = [] {
-    const char* lvl = simd_level();  // honours GENSAMP_SIMD
-    (void)lvl;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (std::strcmp(lvl, "avx512") == 0 && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-      return Fn(act_avx512);
-    if (std::strcmp(lvl, "avx512") == 0 || std::strcmp(lvl, "avx2") == 0) return Fn(act_avx2);
-#endif
-    return Fn(act_scalar);
-  }();
-  fn(a, y, count);
-}
 
 struct MlpWs final : Workspace {
   std::vector<float> a, b;
@@ -179,12 +103,6 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
   }
 }
 
-double Mlp::flops_per_eval() const {
-  double f = 0;
-  for (const auto& l : spec_.layers) f += 2.0 * l.in * l.out;
-  return f;
-}
-
 std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
   const Dense& f = spec_.layers.front();
   auto lv = std::make_unique<MlpLevels>();
@@ -196,8 +114,7 @@ std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
     const double s = sigmas[l];
     if (spec_.sigma_input != SigmaInput::none) {
       const float feat = float(spec_.sigma_input == SigmaInput::sigma ? s : std::log(s));
-      for (int o = 0; o < f.out; ++o)
-        level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
+      for (int o = 0; o < f.out; ++o) level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
     }
     if (spec_.divide_by_sigma) level_out_scale_[l] = float(1.0 / s);
   }
@@ -221,8 +138,9 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
   for (size_t i = 0; i < L.size(); ++i) {
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
-    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(), L[i].out, L[i].in,
-                 (L[i].out + 15) / 16 * 16, wp_[i].data()};
+    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(),
+                 L[i].out,      L[i].in,       (L[i].out + 15) / 16 * 16,
+                 wp_[i].data()};
     if (i == 0) {
       ref.b = bias0;
       ref.in = in_rows;

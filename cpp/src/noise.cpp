@@ -1,10 +1,11 @@
-#include "gensamp/noise.hpp"
-
-#include "gensamp/fastmath.hpp"
+#include "noise.hpp"
 
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
+
+#include "cpu_features.hpp"
+#include "fastmath.hpp"
+#include "gensamp/philox.hpp"
 
 namespace gensamp {
 
@@ -16,8 +17,8 @@ constexpr int kChunk = 16;
 // minimax polynomials on [-pi/4, pi/4].
 inline void poly_sincos_turn(float theta, float& s_out, float& c_out) {
   const float q4 = theta * 4.f;
-  const int q = int(q4 + 0.5f);               // nearest quadrant, 0..4
-  const float f = theta - float(q) * 0.25f;   // exact: |f| <= 1/8
+  const int q = int(q4 + 0.5f);              // nearest quadrant, 0..4
+  const float f = theta - float(q) * 0.25f;  // exact: |f| <= 1/8
   const float x = f * 6.28318530717958647692f;
   const float z = x * x;
   float s = -1.9515295891e-4f;
@@ -60,7 +61,7 @@ struct UpdateSink {
 
 template <class Sink>
 inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t chain0, int w,
-                                                         uint32_t step, int d, const Sink& sink) {
+                                                        uint32_t step, int d, const Sink& sink) {
   const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
   for (int cb = 0; cb < w; cb += kChunk) {
     const int m = w - cb < kChunk ? w - cb : kChunk;
@@ -69,21 +70,9 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
 #pragma omp simd
       for (int c = 0; c < m; ++c) {  // only live chains: a lone chain costs one lane, not 16
         const uint64_t j = chain0 + uint64_t(cb + c);
-        uint32_t c0 = uint32_t(blk), c1 = step, c2 = uint32_t(j), c3 = uint32_t(j >> 32);
-        uint32_t kk0 = k0, kk1 = k1;
-#pragma GCC unroll 10
-        for (int r = 0; r < 10; ++r) {
-          const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
-          const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
-          const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ kk0;
-          const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ kk1;
-          c0 = n0;
-          c1 = uint32_t(p1);
-          c2 = n2;
-          c3 = uint32_t(p0);
-          kk0 += 0x9E3779B9u;
-          kk1 += 0xBB67AE85u;
-        }
+        const PhiloxBlock r =
+            philox4x32_10(uint32_t(blk), step, uint32_t(j), uint32_t(j >> 32), k0, k1);
+        const uint32_t c0 = r.v[0], c1 = r.v[1], c2 = r.v[2], c3 = r.v[3];
         // Box-Muller on (c0, c1) and (c2, c3).
         float sn, cs;
         const float r0 = std::sqrt(-2.f * fm_log(std::fma(float(c0), 0x1p-32f, 0x1p-33f)));
@@ -102,61 +91,57 @@ inline __attribute__((always_inline)) void normals_body(uint64_t seed, uint64_t 
 }
 
 // One instantiation per SIMD level (the body is always inlined into each target).
-#define GENSAMP_NOISE_FNS(SUFFIX, ATTR)                                                        \
-  ATTR void normals_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z,     \
-                             int ld) {                                                         \
-    normals_body(s, c0, w, t, d, StoreSink{z, ld});                                            \
-  }                                                                                            \
-  ATTR void update_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* u,      \
-                            const float* sc, int ld, float half, float root) {                 \
-    normals_body(s, c0, w, t, d, UpdateSink{u, sc, ld, half, root});                           \
+#define GENSAMP_NOISE_FNS(SUFFIX, ATTR)                                                   \
+  ATTR void normals_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* z, \
+                             int ld) {                                                    \
+    normals_body(s, c0, w, t, d, StoreSink{z, ld});                                       \
+  }                                                                                       \
+  ATTR void update_##SUFFIX(uint64_t s, uint64_t c0, int w, uint32_t t, int d, float* u,  \
+                            const float* sc, int ld, float half, float root) {            \
+    normals_body(s, c0, w, t, d, UpdateSink{u, sc, ld, half, root});                      \
   }
 
 GENSAMP_NOISE_FNS(scalar, )
-#if defined(__x86_64__)
-GENSAMP_NOISE_FNS(avx2, __attribute__((target("avx2,fma"))))
-GENSAMP_NOISE_FNS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
+#ifdef GENSAMP_X86
+GENSAMP_NOISE_FNS(avx2, GENSAMP_TARGET_AVX2)
+GENSAMP_NOISE_FNS(avx512, GENSAMP_TARGET_AVX512)
 #endif
 
 using NormalsFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, int);
 using UpdateFn = void (*)(uint64_t, uint64_t, int, uint32_t, int, float*, const float*, int, float,
                           float);
-struct Fns {
+
+// The two entry points share one body, so they are one family with one choice.
+struct NoiseFns {
   NormalsFn normals;
   UpdateFn update;
 };
-
-Fns choose() {
-  const char* env = std::getenv("GENSAMP_SIMD");
-  const bool scalar = env && std::strcmp(env, "scalar") == 0;
-  const bool avx2 = env && std::strcmp(env, "avx2") == 0;
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (!scalar && !avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
-    return {normals_avx512, update_avx512};
-  if (!scalar && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {normals_avx2, update_avx2};
+const NoiseFns kNoiseScalar{normals_scalar, update_scalar};
+#ifdef GENSAMP_X86
+const NoiseFns kNoiseAvx2{normals_avx2, update_avx2};
+const NoiseFns kNoiseAvx512{normals_avx512, update_avx512};
 #endif
-  (void)scalar;
-  (void)avx2;
-  return {normals_scalar, update_scalar};
-}
 
-const Fns& fns() {
-  static const Fns f = choose();
-  return f;
+const Kernel<const NoiseFns*>& noise_kernel() {
+#ifdef GENSAMP_X86
+  static const auto k = select<const NoiseFns*>({&kNoiseScalar, &kNoiseAvx2, &kNoiseAvx512});
+#else
+  static const auto k = select<const NoiseFns*>({&kNoiseScalar, nullptr, nullptr});
+#endif
+  return k;
 }
 
 }  // namespace
 
 void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* z, int ld) {
-  fns().normals(seed, chain0, w, step, d, z, ld);
+  noise_kernel().fn->normals(seed, chain0, w, step, d, z, ld);
 }
 
 void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
                           const float* s, int ld, float half, float root) {
-  fns().update(seed, chain0, w, step, d, u, s, ld, half, root);
+  noise_kernel().fn->update(seed, chain0, w, step, d, u, s, ld, half, root);
 }
+
+SimdLevel noise_level() { return noise_kernel().level; }
 
 }  // namespace gensamp

@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
+#include "noise.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
@@ -36,12 +36,8 @@ Schedule plain_schedule(double sigma, double eps, int T) {
 }
 
 namespace {
-std::atomic<bool> g_omp_used{false}, g_omp_disabled{false};
-}  // namespace
 
-bool openmp_disabled();
-
-namespace {
+std::atomic<bool> g_omp_disabled{false};
 
 using Clock = std::chrono::steady_clock;
 
@@ -88,7 +84,6 @@ void for_tiles(int64_t ntiles, const RunOptions& opt, RunState& st, Body body) {
   };
 #ifdef GENSAMP_HAVE_OPENMP
   if (threads > 1 && ntiles > 1 && !openmp_disabled()) {
-    g_omp_used = true;
     std::atomic<int64_t> finished{0};
 #pragma omp parallel num_threads(int(std::min<int64_t>(threads, ntiles)))
     {
@@ -138,7 +133,7 @@ inline int tile_width(int w) { return w < kLane ? w : round_up(w, kLane); }
 bool openmp_disabled() { return g_omp_disabled.load(); }
 void note_fork_child() {
   // Unconditionally: the parent's libgomp pool may have been started by another library that
-  // shares it (torch), which g_omp_used cannot see.
+  // shares it (torch), so whether gensamp itself ran a parallel region does not tell.
   g_omp_disabled = true;
 }
 
@@ -151,7 +146,6 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
   const float* shift = model.shift();
   const float* scale = model.scale();
   const long nlev = long(sched.sigmas.size());
-  const long total = sched.total_steps();
   RunState st;
 
   for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
@@ -161,7 +155,9 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
     // Per-tile buffers; the step loop below allocates nothing.
     std::vector<float> u(size_t(d) * width, 0.f), s(size_t(d) * width);
     auto ws = model.workspace(width);
-    auto to_data = [&](int i, float v) { return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f); };
+    auto to_data = [&](int i, float v) {
+      return (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f);
+    };
 
     if (init_std > 0) {
       tile_normals(opt.seed, uint64_t(j0), w, kInitStep, d, u.data(), width);
@@ -189,12 +185,12 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
         if (opt.record_every > 0 && (gstep + 1) % opt.record_every == 0) {
           float* dst = traj + ((gstep + 1) / opt.record_every - 1) * n * d;
           for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) dst[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
+            for (int i = 0; i < d; ++i)
+              dst[(j0 + c) * d + i] = to_data(i, u[size_t(i) * width + c]);
         }
         maybe_poll(opt, st, on_caller);
       }
     }
-    (void)total;
     if (opt.denoise) {  // Tweedie: E[x | x~] = x~ + sigma_L^2 s(x~, sigma_L)
       const float s2 = float(sched.sigmas.back() * sched.sigmas.back());
       model.score(u.data(), width, *levels, int(nlev - 1), s.data(), *ws);
@@ -235,6 +231,20 @@ RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt)
     maybe_poll(opt, st, on_caller);
   });
   return finish(st, n, d, x);
+}
+
+void map_tiles(int64_t n, int in_dim, int out_dim, int width, const float* in, float* out,
+               const std::function<void(const float* tile_in, float* tile_out)>& tile_fn) {
+  std::vector<float> xt(size_t(in_dim) * width), yt(size_t(out_dim) * width);
+  for (int64_t j0 = 0; j0 < n; j0 += width) {
+    const int w = int(std::min<int64_t>(width, n - j0));
+    std::fill(xt.begin(), xt.end(), 0.f);
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < in_dim; ++i) xt[size_t(i) * width + c] = in[(j0 + c) * in_dim + i];
+    tile_fn(xt.data(), yt.data());
+    for (int c = 0; c < w; ++c)
+      for (int i = 0; i < out_dim; ++i) out[(j0 + c) * out_dim + i] = yt[size_t(i) * width + c];
+  }
 }
 
 }  // namespace gensamp

@@ -27,11 +27,14 @@
 #include <thread>
 #include <vector>
 
-#include "gensamp/gemm.hpp"
 #include "gensamp/model.hpp"
-#include "gensamp/noise.hpp"
 #include "gensamp/philox.hpp"
 #include "gensamp/sampler.hpp"
+// White-box: the tests also reach the kernels behind the public API.
+#include "activations.hpp"
+#include "cpu_features.hpp"
+#include "gemm.hpp"
+#include "noise.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
@@ -45,22 +48,22 @@ namespace {
 int g_failures = 0;
 int g_test_failures = 0;
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define CHECK(cond)                                                                   \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
       std::fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                                  \
-    }                                                                                \
+      ++g_failures;                                                                   \
+    }                                                                                 \
   } while (0)
 
-#define CHECK_MSG(cond, ...)                                                         \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define CHECK_MSG(cond, ...)                                                          \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
       std::fprintf(stderr, "  %s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                             \
-      std::fprintf(stderr, "\n");                                                    \
-      ++g_failures;                                                                  \
-    }                                                                                \
+      std::fprintf(stderr, __VA_ARGS__);                                              \
+      std::fprintf(stderr, "\n");                                                     \
+      ++g_failures;                                                                   \
+    }                                                                                 \
   } while (0)
 
 // True when f() throws an E whose what() contains `needle` (nullptr: any message).
@@ -188,7 +191,8 @@ Run run(ScoreModel& m, const Schedule& sched, int64_t n, const std::vector<float
   opt.record_every = nrec > 0 ? record_every : 0;
   opt.denoise = denoise;
   opt.poll = std::move(poll);
-  r.res = run_langevin(m, sched, n, r.x.data(), x0 ? 0.0 : 1.0, nrec ? r.traj.data() : nullptr, opt);
+  r.res =
+      run_langevin(m, sched, n, r.x.data(), x0 ? 0.0 : 1.0, nrec ? r.traj.data() : nullptr, opt);
   return r;
 }
 
@@ -273,10 +277,20 @@ void test_philox_known_answers() {
   const auto b = philox4x32_10(F, F, F, F, F, F);
   CHECK(b.v[0] == 0x408f276du && b.v[1] == 0x41c83b0eu && b.v[2] == 0xa20bc7c6u &&
         b.v[3] == 0x6d5451fdu);
-  const auto c = philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u,
-                               0x299f31d0u);
+  const auto c =
+      philox4x32_10(0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u, 0xa4093822u, 0x299f31d0u);
   CHECK(c.v[0] == 0xd16cfe09u && c.v[1] == 0x94fdccebu && c.v[2] == 0x5001e420u &&
         c.v[3] == 0x24126ea1u);
+}
+
+void test_kernel_families_share_one_simd_level() {
+  // One decision in cpu_features: a family that ran below it would still give the same bits,
+  // only slower, so nothing but this check would notice.
+  const SimdLevel want = simd_level();
+  CHECK(layer_kernel_level() == want);
+  CHECK(narrow_kernel_level() == want);
+  CHECK(noise_level() == want);
+  CHECK(activation_level() == want);
 }
 
 void test_normals_layout_and_moments() {
@@ -298,8 +312,10 @@ void test_normals_layout_and_moments() {
   for (int i = 0; i < d; ++i)
     for (int c = 0; c < 48; ++c) {
       const float v = padded[size_t(i) * 48 + c];
-      if (c >= w) pad_ok &= v == 99.f;
-      else body_ok &= std::memcmp(&v, &tile[size_t(i) * w + c], 4) == 0;
+      if (c >= w)
+        pad_ok &= v == 99.f;
+      else
+        body_ok &= std::memcmp(&v, &tile[size_t(i) * w + c], 4) == 0;
     }
   CHECK(pad_ok);
   CHECK(body_ok);
@@ -313,7 +329,8 @@ void test_normals_layout_and_moments() {
     s2 += double(v) * v;
     mx = std::max(mx, double(std::fabs(v)));
   }
-  const double m = s1 / z.size(), var = s2 / z.size() - m * m;
+  const double count = double(z.size());
+  const double m = s1 / count, var = s2 / count - m * m;
   CHECK(all_finite(z));
   CHECK_MSG(std::fabs(m) < 0.015, "mean %g", m);
   CHECK_MSG(std::fabs(var - 1) < 0.02, "variance %g", var);
@@ -369,9 +386,10 @@ void test_mlp_validation() {
 }
 
 void test_mlp_forward_matches_reference() {
-  const Act acts[] = {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::silu,
-                      Act::softplus, Act::tanh, Act::sigmoid, Act::gelu, Act::gelu_tanh};
-  const int widths[] = {1, 5, 16, 17, 48};  // narrow kernel (< 16, or not a multiple of 16) and wide
+  const Act acts[] = {Act::identity, Act::relu, Act::leaky_relu, Act::elu,  Act::silu,
+                      Act::softplus, Act::tanh, Act::sigmoid,    Act::gelu, Act::gelu_tanh};
+  // The narrow kernel (< 16, or not a multiple of 16) and the wide one.
+  const int widths[] = {1, 5, 16, 17, 48};
   for (Act a : acts)
     for (int d : {1, 3, 20}) {
       const auto spec = mlp_spec(d, 24, 3, a, SigmaInput::none, false, 11 + d);
@@ -381,20 +399,13 @@ void test_mlp_forward_matches_reference() {
       const int n = 48;
       std::vector<double> xin(size_t(n) * d);
       for (auto& v : xin) v = 4 * U();
+      const std::vector<float> xin32(xin.begin(), xin.end());
       std::vector<std::vector<float>> per_width;
       for (int width : widths) {
         auto ws = net.workspace(width);
         std::vector<float> out(size_t(n) * d);
-        std::vector<float> xt(size_t(d) * width), yt(size_t(d) * width);
-        for (int j0 = 0; j0 < n; j0 += width) {
-          const int w = std::min(width, n - j0);
-          std::fill(xt.begin(), xt.end(), 0.f);
-          for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) xt[size_t(i) * width + c] = float(xin[size_t(j0 + c) * d + i]);
-          net.forward(xt.data(), width, yt.data(), *ws);
-          for (int c = 0; c < w; ++c)
-            for (int i = 0; i < d; ++i) out[size_t(j0 + c) * d + i] = yt[size_t(i) * width + c];
-        }
+        map_tiles(n, d, d, width, xin32.data(), out.data(),
+                  [&](const float* xt, float* yt) { net.forward(xt, width, yt, *ws); });
         per_width.push_back(out);
       }
       double err = 0;
@@ -403,7 +414,8 @@ void test_mlp_forward_matches_reference() {
         for (size_t i = 0; i < in.size(); ++i) in[i] = double(float(in[i]));
         const auto ref = forward_ref(spec, in);
         for (int i = 0; i < d; ++i)
-          err = std::max(err, std::fabs(per_width[0][size_t(j) * d + i] - ref[i]) / (1 + std::fabs(ref[i])));
+          err = std::max(
+              err, std::fabs(per_width[0][size_t(j) * d + i] - ref[i]) / (1 + std::fabs(ref[i])));
       }
       CHECK_MSG(err < 2e-5, "act %d d %d: max rel error %g", int(a), d, err);
       bool same = true;
@@ -445,12 +457,15 @@ void test_mlp_sigma_conditioning() {
 void test_mixture_validation_and_score() {
   CHECK(throws<std::invalid_argument>([] { Mixture m({}, {}, 1, {}, {}); }, "K >= 1"));
   CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 1, {1}, {}); }, "means"));
-  CHECK(throws<std::invalid_argument>([] { Mixture m({1, -1}, {0, 1}, 1, {1, 1}, {}); }, "positive"));
-  CHECK(throws<std::invalid_argument>([] { Mixture m({1, NAN}, {0, 1}, 1, {1, 1}, {}); }, "positive"));
+  CHECK(
+      throws<std::invalid_argument>([] { Mixture m({1, -1}, {0, 1}, 1, {1, 1}, {}); }, "positive"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1, NAN}, {0, 1}, 1, {1, 1}, {}); },
+                                      "positive"));
   CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0}, 1, {}, {}); }, "exactly one"));
   CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0}, 1, {1}, {1}); }, "exactly one"));
   CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 2, {1}, {}); }, "variances"));
-  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 2, {}, {1, 0, 0}); }, "covariances"));
+  CHECK(throws<std::invalid_argument>([] { Mixture m({1}, {0, 0}, 2, {}, {1, 0, 0}); },
+                                      "covariances"));
   {
     Mixture m({1}, {0, 0}, 2, {}, {1, 2, 2, 1});  // indefinite: fails when factorised
     CHECK(throws<std::invalid_argument>([&] { m.prepare({0.0}); }, "positive definite"));
@@ -467,7 +482,8 @@ void test_mixture_validation_and_score() {
   double e1 = 0, e2 = 0;
   for (int j = 0; j < n; ++j) {
     const double dx = xt[j] - 1.0, dy = xt[n + j] + 2.0;
-    e1 = std::max(e1, std::fabs(o1[j] + dx / (4 + s * s)) + std::fabs(o1[n + j] + dy / (0.25 + s * s)));
+    e1 = std::max(e1,
+                  std::fabs(o1[j] + dx / (4 + s * s)) + std::fabs(o1[n + j] + dy / (0.25 + s * s)));
     const double sx = -(c * dx - b * dy) / det, sy = -(-b * dx + a * dy) / det;
     e2 = std::max(e2, std::fabs(o2[j] - sx) + std::fabs(o2[n + j] - sy));
   }
@@ -756,7 +772,8 @@ int foreign_openmp_then_fork() {
   seen += 1;
   if (seen.load() < 1) return 5;
 #endif
-  return in_forked_child([&] { return same_bits(run(mix, sched, 300, nullptr, 2, 16).x, ref.x); }, 8)
+  return in_forked_child([&] { return same_bits(run(mix, sched, 300, nullptr, 2, 16).x, ref.x); },
+                         8)
              ? 0
              : 6;
 }
@@ -785,6 +802,7 @@ struct Test {
 
 const Test kTests[] = {
     {"philox_known_answers", test_philox_known_answers},
+    {"kernel_families_share_one_simd_level", test_kernel_families_share_one_simd_level},
     {"normals_layout_and_moments", test_normals_layout_and_moments},
     {"mlp_validation", test_mlp_validation},
     {"mlp_forward_matches_reference", test_mlp_forward_matches_reference},
@@ -811,7 +829,7 @@ const Test kTests[] = {
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--foreign-openmp-then-fork") == 0)
     return foreign_openmp_then_fork();
-  std::printf("gensamp core tests (SIMD level %s)\n", simd_level());
+  std::printf("gensamp core tests (SIMD level %s)\n", simd_level_name(simd_level()));
   int ran = 0;
   for (const Test& t : kTests) {
     bool selected = argc < 2;

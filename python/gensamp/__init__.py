@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import reference
+from ._core import __version__ as __version__
 from ._core import simd_level
 from .mixture import GaussianMixture
 from .samplers import DivergenceWarning, annealed_langevin, langevin, vae_sample
@@ -19,8 +20,6 @@ from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 if TYPE_CHECKING:
     from . import datasets, learn, metrics
     from .learn import FitConfig, TrainingInterrupted, export, train_ncsn, train_score, train_vae
-
-__version__ = "0.1.0"
 
 # torch takes seconds to import: the names that need it load on first use, so sampling from
 # saved weights never pays for it (and works where torch is not installed).

@@ -1,12 +1,13 @@
-# Type stub for the compiled engine (cpp/bindings/). Arguments are checked at the binding
-# edge; the Python wrappers in samplers.py / weights.py / mixture.py are the public API.
+# Type stub for the compiled engine (cpp/bindings/). The Python wrappers in samplers.py /
+# weights.py / mixture.py are the public API and validate every argument; the binding checks
+# only what memory safety needs (the rule is in cpp/bindings/module.cpp).
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+__version__: str  # pyproject.toml's version
 have_openmp: bool
-fork_guard_installed: bool
 init_step: int  # the noise-stream step reserved for the chains' starting points
 
 class ScoreModel:
@@ -27,8 +28,6 @@ class Mlp(ScoreModel):
     def input_dim(self) -> int: ...
     @property
     def output_dim(self) -> int: ...
-    @property
-    def flops_per_eval(self) -> int: ...
     def forward(self, inputs: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
 
 class Mixture(ScoreModel):
@@ -42,26 +41,45 @@ class Mixture(ScoreModel):
 
 def max_threads() -> int: ...
 def simd_level() -> str: ...
-def fma_peak_gflops(threads: int, seconds: float = 0.5) -> float: ...
+def simd_levels() -> dict[str, str]: ...  # kernel family -> the level it runs at
 def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]: ...
 def normals(seed: int, chain: int, step: int, d: int) -> npt.NDArray[np.float32]: ...
 def score(model: ScoreModel, u: npt.ArrayLike, sigma: float) -> npt.NDArray[np.float32]: ...
+
+class RunOptions:
+    seed: int
+    threads: int
+    tile: int
+    record_every: int  # 0: no trajectory
+    denoise: bool
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        threads: int = 1,
+        tile: int = 64,
+        record_every: int = 0,
+        denoise: bool = False,
+    ) -> None: ...
+
+class Schedule:  # built by annealed_schedule / plain_schedule only
+    @property
+    def sigmas(self) -> list[float]: ...
+    @property
+    def alphas(self) -> list[float]: ...
+    @property
+    def T(self) -> int: ...
+
+def annealed_schedule(sigmas: Sequence[float], eps: float, T: int) -> Schedule: ...
+def plain_schedule(sigma: float, eps: float, T: int) -> Schedule: ...
 def run(
     model: ScoreModel,
-    sigmas: Sequence[float],
-    eps: float,
-    T: int,
-    annealed: bool,
+    schedule: Schedule,
     n: int,
     x0: npt.ArrayLike | None,
     init_std: float,
-    seed: int,
-    threads: int,
-    record_every: int,
-    denoise: bool,
-    tile: int,
-    conditioned: bool,
-) -> tuple: ...
+    options: RunOptions,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, npt.NDArray[np.int64]]: ...
 def vae_run(
     decoder: Mlp, n: int, seed: int, threads: int, tile: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...

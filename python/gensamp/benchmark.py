@@ -1,10 +1,9 @@
-"""Throughput measurement: the benchmark network, the PyTorch loop a user would write instead,
-the machine's sgemm ceiling and its FP32 FMA peak. Used by ``gensamp bench`` and the scripts
-under bench/."""
+"""Throughput measurement: the benchmark network and the PyTorch loop a user would write
+instead, run side by side. Used by ``gensamp bench`` and the scripts under bench/ (which add
+the reference ceilings from bench/common.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, _core
+from . import _core
 from .learn import export as _export
 from .learn import peer
 from .learn.peer import network as network
@@ -50,21 +49,6 @@ def timed(fn: Callable[[], Any], reps: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def sgemm_ceiling(size: int = 4096, reps: int = 5) -> float:
-    """Achieved GFLOP/s of torch's float32 matrix product at size^3 (current torch threads)."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    return 2.0 * size**3 / timed(lambda: torch.mm(a, b), reps) / 1e9
-
-
-def fma_peak(threads: int, seconds: float = 0.5) -> float:
-    """The machine's FP32 arithmetic peak in GFLOP/s: independent FMAs on the engine's own SIMD
-    path, on ``threads`` threads at once. No kernel that does the network's FLOPs can pass it."""
-    return float(_core.fma_peak_gflops(int(threads), float(seconds)))
 
 
 def steps_for(n: int, flops: float, budget: float) -> int:
@@ -105,7 +89,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         **peer.versions(),
         "numpy": np.__version__,
-        "gensamp": __version__,
+        "gensamp": _core.__version__,
         "simd": _core.simd_level(),
         "openmp": bool(_core.have_openmp),
         "omp_max_threads": int(_core.max_threads()),
@@ -119,9 +103,3 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return info
-
-
-def write_json(path: str, payload: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as fh:
-        json.dump(payload, fh, indent=1)

@@ -110,23 +110,15 @@ def _run(
         4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
         f"{n} chains x {nrec + 1} states x d={d} (float32)",
     )
-    conditioned = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
-    x, traj, div = _core.run(
-        model._engine(),
-        sigmas,
-        eps,
-        T,
-        annealed,
-        n,
-        x0,
-        init_std,
-        seed,
-        threads,
-        record_every,
-        bool(denoise),
-        tile,
-        conditioned,
+    schedule = (
+        _core.annealed_schedule(sigmas, eps, T)
+        if annealed
+        else _core.plain_schedule(sigmas[0], eps, T)
     )
+    options = _core.RunOptions(
+        seed=seed, threads=threads, tile=tile, record_every=record_every, denoise=bool(denoise)
+    )
+    x, traj, div = _core.run(model._engine(), schedule, n, x0, init_std, options)
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=3)
     if record_every and traj is None:  # fewer steps than record_every: T // k = 0 states

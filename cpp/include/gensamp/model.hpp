@@ -14,7 +14,7 @@ constexpr int kLane = 16;  // tile widths are padded to this many chains (one AV
 enum class Act { identity, relu, leaky_relu, elu, silu, softplus, tanh, sigmoid, gelu, gelu_tanh };
 enum class SigmaInput { none, sigma, log_sigma };
 
-Act parse_act(const std::string& name);          // throws std::invalid_argument
+Act parse_act(const std::string& name);  // throws std::invalid_argument
 SigmaInput parse_sigma_input(const std::string& name);
 
 // Per-thread scratch memory, allocated once before a run.
@@ -65,8 +65,6 @@ class Mlp final : public ScoreModel {
   int dim() const override { return d_; }
   int input_dim() const { return spec_.layers.front().in; }
   int output_dim() const { return spec_.layers.back().out; }
-  int max_width() const { return max_width_; }
-  const MlpSpec& spec() const { return spec_; }
   std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const override;
   std::unique_ptr<Workspace> workspace(int width) const override;
   void score(const float* x, int width, const Levels& lv, int level, float* out,
@@ -76,7 +74,6 @@ class Mlp final : public ScoreModel {
   void forward(const float* x, int width, float* out, Workspace& ws) const;
   const float* shift() const override { return spec_.shift.empty() ? nullptr : spec_.shift.data(); }
   const float* scale() const override { return spec_.scale.empty() ? nullptr : spec_.scale.data(); }
-  double flops_per_eval() const;  // multiply-adds x 2 of one chain's forward pass
 
  private:
   void forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,

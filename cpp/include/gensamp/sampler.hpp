@@ -1,5 +1,6 @@
 // The samplers: plain and annealed Langevin over any ScoreModel, and ancestral sampling
-// from a VAE decoder. Pure C++; the caller validates arguments (see the binding layer).
+// from a VAE decoder. Pure C++; the caller validates argument values (gensamp's Python layer,
+// see cpp/bindings/module.cpp).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -11,10 +12,10 @@ namespace gensamp {
 
 struct RunOptions {
   uint64_t seed = 0;
-  int threads = 1;        // >= 1
-  int tile = 64;          // chains per tile (rounded up to kLane)
-  int record_every = 0;   // 0: no trajectory
-  bool denoise = false;   // final Tweedie step x + sigma_L^2 s(x, sigma_L)
+  int threads = 1;       // >= 1
+  int tile = 64;         // chains per tile (rounded up to kLane)
+  int record_every = 0;  // 0: no trajectory
+  bool denoise = false;  // final Tweedie step x + sigma_L^2 s(x, sigma_L)
   // Called now and then from the thread that started the run, never concurrently; returning
   // true cancels the run (used for Ctrl-C). May be empty.
   std::function<bool()> poll;
@@ -46,6 +47,13 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
 // decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
 // x: [n][d] output in data space.
 RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt);
+
+// Maps row-major rows in [n][in_dim] to out [n][out_dim] through a function of feature-major
+// tiles, the layout ScoreModel::score and Mlp::forward work in: tile_fn(tile_in, tile_out) with
+// tile_in [in_dim][width] and tile_out [out_dim][width]. A last, partial tile has its unused
+// lanes zeroed. For callers that hold row-major data and evaluate a model outside a run.
+void map_tiles(int64_t n, int in_dim, int out_dim, int width, const float* in, float* out,
+               const std::function<void(const float* tile_in, float* tile_out)>& tile_fn);
 
 }  // namespace gensamp
 

@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu_features.hpp"
+
 namespace gensamp {
 
 // z[i * ld + c] for chains c = 0..w-1 (global index chain0 + c) and i = 0..d-1.
@@ -19,5 +21,7 @@ void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, f
 // u[i*ld + c] <- (u + half * s[i*ld + c]) + root * z_{chain0+c, i}   (the seed's convention).
 void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
                           const float* s, int ld, float half, float root);
+
+SimdLevel noise_level();  // the level both functions above run at
 
 }  // namespace gensamp

@@ -1,29 +1,34 @@
 // The machine's FP32 arithmetic peak, measured rather than computed from a clock rate: cloud
 // CPUs report a nominal frequency, and the sustained all-core clock under 512-bit FMA load is
 // what bounds the layer kernels. An sgemm ceiling is a library's achievement, not the bound.
+// A bench tool, not part of the engine: built with the system compiler at bench time
+// (bench/common.py), together with the engine's cpu_features.cpp so it takes the SIMD path the
+// engine takes (GENSAMP_SIMD included).
+#include "fma_peak.hpp"
+
 #include <chrono>
 #include <cmath>
-#include <cstring>
 
-#include "gensamp/gemm.hpp"
+#include "cpu_features.hpp"
 
-#if defined(__x86_64__) || defined(_M_X64)
+#ifdef GENSAMP_X86
 #include <immintrin.h>
-#define GENSAMP_X86 1
 #endif
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
 #endif
 
-namespace gensamp {
+namespace bench {
 namespace {
+
+using gensamp::SimdLevel;
 
 // Enough independent accumulators to cover FMA latency x issue width on current x86 cores
 // (Zen 4: 4-cycle latency, two 256-bit pipes; Intel: 4 cycles, two 512-bit ports).
 constexpr int kAcc = 16;
 
 #ifdef GENSAMP_X86
-__attribute__((target("avx512f"))) float spin512(long iters, float seed) {
+GENSAMP_TARGET_AVX512 float spin512(long iters, float seed) {
   __m512 acc[kAcc];
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(seed * 1e-7f);
   for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_set1_ps(seed + float(i));
@@ -38,7 +43,7 @@ __attribute__((target("avx512f"))) float spin512(long iters, float seed) {
   return sum;
 }
 
-__attribute__((target("avx2,fma"))) float spin256(long iters, float seed) {
+GENSAMP_TARGET_AVX2 float spin256(long iters, float seed) {
   __m256 acc[kAcc];
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(seed * 1e-7f);
   for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_set1_ps(seed + float(i));
@@ -65,19 +70,20 @@ float spin_scalar(long iters, float seed) {
 }  // namespace
 
 double fma_peak_gflops(int threads, double seconds) {
-  const char* level = simd_level();  // the same path the layer kernels take
+  const SimdLevel level = gensamp::simd_level();  // the same path the layer kernels take
   float (*spin)(long, float) = spin_scalar;
   int lanes = 1;
 #ifdef GENSAMP_X86
-  if (std::strcmp(level, "avx512") == 0) {
+  if (level == SimdLevel::avx512) {
     spin = spin512;
     lanes = 16;
-  } else if (std::strcmp(level, "avx2") == 0) {
+  } else if (level == SimdLevel::avx2) {
     spin = spin256;
     lanes = 8;
   }
-#endif
+#else
   (void)level;
+#endif
   // Calibrate on one thread, then time every thread running the same count together.
   long iters = 1 << 16;
   for (;;) {
@@ -111,4 +117,4 @@ double fma_peak_gflops(int threads, double seconds) {
   return best * 1e-9;
 }
 
-}  // namespace gensamp
+}  // namespace bench

@@ -4,6 +4,7 @@
 // bits, and so do the two loop orders below; that keeps results independent of the CPU's SIMD
 // level, the thread count and the tiling.
 #pragma once
+#include "cpu_features.hpp"
 
 namespace gensamp {
 
@@ -19,17 +20,11 @@ struct LayerRef {
 
 // width % 16 == 0: vectorised across chains (register-blocked rows x chains).
 // width < 16: vectorised across outputs (a tile this narrow would waste most SIMD lanes).
-// The ReLU predicate, shared by the activation pass and the fused stores so both give the same
-// bits: an ordered compare, so NaN and -0 give +0.
-inline float relu_of(float v) { return v > 0.f ? v : 0.f; }
-
 // relu: store relu_of(y) instead of y (the activation fused into the store, saving a pass).
 void layer_forward(const LayerRef& L, const float* X, float* Y, int width, bool relu = false);
 
-const char* simd_level();  // "avx512", "avx2" or "scalar"; GENSAMP_SIMD=scalar|avx2 lowers it
-
-// Measured FP32 FMA throughput (GFLOP/s, best of 3 runs of about `seconds`) of `threads` >= 1
-// threads on the SIMD path simd_level() picks: the arithmetic bound of every layer kernel.
-double fma_peak_gflops(int threads, double seconds);
+// The levels the two kernel families run at (both chosen by cpu_features' select()).
+SimdLevel layer_kernel_level();   // width % 16 == 0
+SimdLevel narrow_kernel_level();  // other widths
 
 }  // namespace gensamp

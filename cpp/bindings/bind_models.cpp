@@ -1,0 +1,142 @@
+// Score models: the MLP over exported weights, the exact Gaussian mixture, and their raw
+// evaluation on row-major data. Argument checks: see the rule at the top of module.cpp.
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bindings.hpp"
+#include "gensamp/model.hpp"
+#include "gensamp/sampler.hpp"
+
+using namespace gensamp;
+using namespace gensamp_py;
+
+namespace {
+
+constexpr int kRowTile = 256;  // chains per tile when score() / forward() take row-major data
+
+template <class A>
+void check_finite(const A& a, const char* what) {
+  const auto* p = a.data();
+  for (py::ssize_t i = 0; i < a.size(); ++i)
+    if (!std::isfinite(p[i])) throw py::value_error(std::string(what) + " contains NaN or Inf");
+}
+
+template <class T, int F>
+std::vector<T> vec(const py::array_t<T, F>& a) {
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+std::shared_ptr<Mlp> make_mlp(const std::vector<std::pair<F32, F32>>& layers,
+                              const std::vector<std::string>& acts, const std::string& sigma_input,
+                              bool divide_by_sigma, std::optional<F32> shift,
+                              std::optional<F32> scale) {
+  MlpSpec spec;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& [W, b] = layers[i];
+    if (W.ndim() != 2 || b.ndim() != 1 || b.shape(0) != W.shape(0))
+      throw py::value_error("layer " + std::to_string(i) + ": W must be [out, in], b [out]");
+    // Not needed for memory safety; kept because tests/test_errors.py pins it for direct calls.
+    check_finite(W, "a weight matrix");
+    check_finite(b, "a bias vector");
+    Dense dl;
+    dl.out = int(W.shape(0));
+    dl.in = int(W.shape(1));
+    dl.W = vec(W);
+    dl.b = vec(b);
+    spec.layers.push_back(std::move(dl));
+  }
+  for (const auto& a : acts) spec.acts.push_back(parse_act(a));
+  spec.sigma_input = parse_sigma_input(sigma_input);
+  spec.divide_by_sigma = divide_by_sigma;
+  if (shift) spec.shift = vec(*shift);
+  if (scale) spec.scale = vec(*scale);
+  return std::make_shared<Mlp>(std::move(spec));
+}
+
+// Raw network outputs [n, output_dim] for raw inputs [n, input_dim].
+F32 mlp_forward(const Mlp& net, const F32& inputs) {
+  if (inputs.ndim() != 2 || inputs.shape(1) != net.input_dim())
+    throw py::value_error("inputs must be [n, " + std::to_string(net.input_dim()) + "]");
+  const int64_t n = inputs.shape(0);
+  F32 out = rows(n, net.output_dim());
+  const float* ip = inputs.data();
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    auto ws = net.workspace(kRowTile);
+    map_tiles(n, net.input_dim(), net.output_dim(), kRowTile, ip, op,
+              [&](const float* xt, float* yt) { net.forward(xt, kRowTile, yt, *ws); });
+  }
+  return out;
+}
+
+std::shared_ptr<Mixture> make_mixture(const F64& w, const F64& means, std::optional<F64> vars,
+                                      std::optional<F64> covs) {
+  if (w.ndim() != 1 || means.ndim() != 2 || means.shape(0) != w.shape(0))
+    throw py::value_error("weights must be [K], means [K, d]");
+  const int d = int(means.shape(1));
+  std::vector<double> v, c;
+  if (vars) v = vec(*vars);
+  if (covs) c = vec(*covs);
+  return std::make_shared<Mixture>(vec(w), vec(means), d, v, c);
+}
+
+// The score [n, d] of rows u [n, d] at one noise level, in the model's coordinates.
+F32 score_rows(const ScoreModel& model, const F32& u, double sigma) {
+  const int d = model.dim();
+  if (u.ndim() != 2 || u.shape(1) != d) throw py::value_error("x must be [n, d]");
+  const int64_t n = u.shape(0);
+  F32 out = rows(n, d);
+  const float* up = u.data();
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const auto levels = model.prepare({sigma});
+    auto ws = model.workspace(kRowTile);
+    map_tiles(n, d, d, kRowTile, up, op,
+              [&](const float* xt, float* yt) { model.score(xt, kRowTile, *levels, 0, yt, *ws); });
+  }
+  return out;
+}
+
+// An Mlp or Mixture is immutable once built; runs copy nothing from Python.
+void bind_score_model(py::module_& m) {
+  py::class_<ScoreModel, std::shared_ptr<ScoreModel>>(m, "ScoreModel")
+      .def_property_readonly("dim", &ScoreModel::dim);
+}
+
+void bind_mlp(py::module_& m) {
+  py::class_<Mlp, ScoreModel, std::shared_ptr<Mlp>>(m, "Mlp")
+      .def(py::init(&make_mlp), py::arg("layers"), py::arg("activations"),
+           py::arg("sigma_input") = "none", py::arg("divide_by_sigma") = false,
+           py::arg("shift") = py::none(), py::arg("scale") = py::none())
+      .def_property_readonly("input_dim", &Mlp::input_dim)
+      .def_property_readonly("output_dim", &Mlp::output_dim)
+      .def("forward", &mlp_forward, py::arg("inputs"),
+           "Raw network outputs for raw inputs [n, input_dim].");
+}
+
+void bind_mixture(py::module_& m) {
+  py::class_<Mixture, ScoreModel, std::shared_ptr<Mixture>>(m, "Mixture")
+      .def(py::init(&make_mixture), py::arg("weights"), py::arg("means"),
+           py::arg("variances") = py::none(), py::arg("covs") = py::none());
+}
+
+void bind_score(py::module_& m) {
+  m.def("score", &score_rows, py::arg("model"), py::arg("u"), py::arg("sigma"),
+        "Score in the model's coordinates at one noise level.");
+}
+
+}  // namespace
+
+void register_models(py::module_& m) {
+  bind_score_model(m);
+  bind_mlp(m);
+  bind_mixture(m);
+  bind_score(m);
+}
