@@ -761,6 +761,13 @@ def test_sample_and_plot_round_trip(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_plot_leaves_out_non_finite_rows_of_a_1d_file(tmp_path, capsys):
+    np.save(tmp_path / "s.npy", np.array([0.0, 1.0, np.nan, 2.0, np.inf]))
+    rc, out, err = call(capsys, "plot", tmp_path / "s.npy", "--out", tmp_path / "p.png")
+    assert rc == 0, err
+    assert "2 of 5 rows" in err and "3 samples, d=1" in out
+
+
 def test_plot_2d_puts_data_and_samples_side_by_side(tmp_path):
     import matplotlib.image as mpimg
 

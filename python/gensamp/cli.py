@@ -263,6 +263,8 @@ def _read_samples(path: str) -> np.ndarray:
     for w in caught:
         _note(f"note: {w.message}")
     raw = np.asarray(raw)
+    if raw.ndim == 1:
+        raw = raw[:, None]
     if raw.ndim == 2 and raw.size and np.issubdtype(raw.dtype, np.floating):
         finite = np.all(np.isfinite(raw), axis=1)
         if not finite.all():
