@@ -140,8 +140,66 @@ def test_as_array_errors(tmp_path):
     with pytest.raises(ValueError, match="unsupported extension"):
         D.as_array(tmp_path / "x.json")
     (tmp_path / "bad.csv").write_text("a,b\nc,d\n1,2\n")
-    with pytest.raises(ValueError, match="not a numeric comma-separated"):
+    with pytest.raises(ValueError, match="line 2, column 1: 'c' is not a number"):
         D.as_array(tmp_path / "bad.csv")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="cannot read"):
         D.as_array(tmp_path / "obj.npy")  # never unpickled
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1,2\n3,4\n", [[1, 2], [3, 4]]),  # comma, no header
+        ("a;b\n1;2\n3;4\n", [[1, 2], [3, 4]]),  # semicolon, header
+        ("a;b\n1,5;2\n3;4,25\n", [[1.5, 2], [3, 4.25]]),  # semicolon with a decimal comma
+        ("x\ty\n1\t2\n3\t4\n", [[1, 2], [3, 4]]),  # tab
+        (" 1  2\n3 4\n", [[1, 2], [3, 4]]),  # whitespace
+        ('"a","b"\n"1","2"\n3,4\n', [[1, 2], [3, 4]]),  # quoted
+        ("\ufeffa,b\n1,2\n3,4\n", [[1, 2], [3, 4]]),  # a byte-order mark (Excel)
+        ("# comment\n1.5\n\n2.5\n", [[1.5], [2.5]]),  # one column, comments, blank lines
+    ],
+)
+def test_csv_delimiters_and_headers_are_detected(tmp_path, text, expected):
+    path = tmp_path / "d.csv"
+    path.write_text(text, encoding="utf-8")
+    np.testing.assert_array_equal(D.as_array(path), expected)
+
+
+def test_pandas_index_column_is_dropped_with_a_warning(tmp_path):
+    pd_csv = tmp_path / "pd.csv"
+    pd_csv.write_text(",a,b\n0,1.5,2\n1,3,4\n2,5,6\n")
+    with pytest.warns(D.DataWarning, match="dropped the first column.*0..2, a row index"):
+        x = D.as_array(pd_csv)
+    np.testing.assert_array_equal(x, [[1.5, 2], [3, 4], [5, 6]])
+    # an unnamed first column that is not 0..N-1 is data, kept without a warning
+    other = tmp_path / "other.csv"
+    other.write_text(",a\n5,1\n7,2\n")
+    np.testing.assert_array_equal(D.as_array(other), [[5, 1], [7, 2]])
+
+
+def test_csv_columns_and_clear_errors(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5,6\n")
+    np.testing.assert_array_equal(D.as_array(path, columns=["c", "a"]), [[3, 1], [6, 4]])
+    np.testing.assert_array_equal(D.as_array(path, columns=[1]), [[2], [5]])
+    np.testing.assert_array_equal(D.as_array(np.eye(3), columns=[2]), [[0], [0], [1]])
+    with pytest.raises(ValueError, match="no column named 'z'.*a, b, c"):
+        D.as_array(path, columns=["z"])
+    with pytest.raises(ValueError, match="index 3 is out of range"):
+        D.as_array(path, columns=[3])
+    with pytest.raises(ValueError, match="has no header row"):
+        D.as_array(np.eye(3), columns=["a"])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(ValueError, match="line 3 has 2 values but line 2 has 3") as err:
+        D.as_array(ragged)
+    assert "usecols" not in str(err.value)
+    header = tmp_path / "header.csv"
+    header.write_text("a,b,c\n1,2\n3,4\n")
+    with pytest.raises(ValueError, match="header .line 1. names 3 columns but line 2 has 2"):
+        D.as_array(header)
+    for name, text in (("empty.csv", "\n"), ("only.csv", "a,b\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match="no rows of numbers"):
+            D.as_array(tmp_path / name)

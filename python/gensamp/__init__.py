@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import reference
 from ._core import __version__ as __version__
 from ._core import simd_level
+from ._validate import DataWarning
 from .mixture import GaussianMixture
 from .samplers import DivergenceWarning, annealed_langevin, langevin, vae_sample
 from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
@@ -51,6 +52,7 @@ def __getattr__(name: str) -> Any:  # PEP 562
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "DataWarning",
     "DivergenceWarning",
     "FitConfig",
     "GaussianMixture",

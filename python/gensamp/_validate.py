@@ -8,7 +8,9 @@ One rule per kind of argument, used by every public function:
 * :func:`as_bool` -- a real bool (numpy's included), nothing truthy;
 * :func:`as_sigmas` -- a noise schedule: finite, > 0, strictly decreasing;
 * :func:`as_rows` -- points for the engine: float32 C-contiguous [n, d];
-* :func:`as_array` -- user data: float64 [N, d] from arrays, tensors, lists or .npy/.csv files.
+* :func:`as_array` -- user data: float64 [N, d] from arrays, tensors, lists or .npy/.csv files
+  (delimiter, header and a pandas index column detected; :class:`DataWarning` when a column
+  is dropped).
 
 Every failure is a TypeError (wrong kind) or ValueError (wrong value) naming the argument.
 The C++ engine trusts what passes here: the binding checks only what memory safety needs.
@@ -21,6 +23,9 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -150,37 +155,212 @@ def as_rows(a: Any, d: int, name: str, n: int | None = None) -> np.ndarray:
     return out
 
 
-def _read_path(path: str | os.PathLike[str]) -> np.ndarray:
+class DataWarning(UserWarning):
+    """A data file was read in a way worth knowing about (e.g. an index column dropped)."""
+
+
+_TEXT_EXTS = (".csv", ".tsv", ".txt")
+_DELIMITERS: tuple[str | None, ...] = (",", ";", "\t", None)  # None: runs of whitespace
+_SNIFF_LINES = 50
+
+
+def _split(line: str, delim: str | None) -> list[str]:
+    return [f.strip().strip('"').strip() for f in line.split(delim)]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _count(k: int) -> str:
+    return f"{k} value" if k == 1 else f"{k} values"
+
+
+def _delim_name(delim: str | None) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", None: "whitespace"}[delim]
+
+
+def _sniff(lines: list[str]) -> tuple[str | None, bool]:
+    """The delimiter under which the sample lines split into the same number of numeric fields
+    (the most fields wins; ties go to the order of _DELIMITERS), and whether numbers use a
+    decimal comma ('1,5;2,25'). A file no delimiter fits gets the one that fits most lines, so
+    the full parse can name the first line that does not."""
+    best: tuple[int, int, int] | None = None
+    choice: tuple[str | None, bool] = (",", False)
+    for rank, delim in enumerate(_DELIMITERS):
+        for comma in (False, True) if delim != "," else (False,):
+            rows = [_split(ln.replace(",", ".") if comma else ln, delim) for ln in lines]
+            counts = [len(r) for r in rows]
+            width = Counter(counts).most_common(1)[0][0]
+            if comma and width < 2:
+                continue  # a decimal comma only where another delimiter splits the line
+            fit = sum(1 for r in rows if len(r) == width and all(_is_number(v) for v in r))
+            key = (fit, width if fit == len(rows) else 0, -2 * rank - comma)
+            if best is None or key > best:
+                best, choice = key, (delim, comma)
+    return choice
+
+
+def _read_text(p: str) -> tuple[np.ndarray, list[str] | None]:
+    """A delimited text file of numbers: the delimiter (comma, semicolon, tab or whitespace)
+    and a header row are detected; an unnamed leading column holding 0..N-1 (or 1..N), the
+    index pandas writes by default, is dropped with a DataWarning."""
+    try:
+        with open(p, encoding="utf-8-sig") as fh:
+            raw = fh.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file of numbers (it is not UTF-8 text)") from None
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    numbered = [
+        (i + 1, ln) for i, ln in enumerate(raw.splitlines()) if ln.strip() and ln.lstrip()[0] != "#"
+    ]
+    if not numbered:
+        raise ValueError(f"{p}: no rows of numbers (the file is empty)")
+    first = numbered[0][1]
+    sample = [ln for _, ln in numbered[1 : _SNIFF_LINES + 1]] or [first]
+    delim, comma = _sniff(sample)
+
+    def fields(line: str) -> list[str]:
+        return _split(line.replace(",", ".") if comma else line, delim)
+
+    head = fields(first)
+    names = None
+    if not all(_is_number(v) for v in head):
+        names = _split(first, delim)  # header names keep their own commas
+        numbered = numbered[1:]
+        if not numbered:
+            raise ValueError(f"{p}: only a header row, no rows of numbers")
+    width = len(fields(numbered[0][1]))
+    if names is not None and len(names) != width:
+        raise ValueError(
+            f"{p}: the header (line 1) names {len(names)} columns but line {numbered[0][0]} "
+            f"has {width} values ({_delim_name(delim)}-separated)"
+        )
+    body = [ln.replace(",", ".") if comma else ln for _, ln in numbered]
+    try:
+        arr = np.loadtxt(
+            body, delimiter=delim, ndmin=2, dtype=np.float64, comments=None, quotechar='"'
+        )
+    except ValueError:
+        arr = None
+    if arr is None or arr.shape[1] != width:
+        _explain_bad_line(p, numbered, fields, width, delim)
+    assert arr is not None
+    if names is not None and names[0] in ("", "Unnamed: 0") and width > 1:
+        col = arr[:, 0]
+        n = len(col)
+        for start in (0, 1):
+            if np.array_equal(col, np.arange(start, start + n)):
+                warnings.warn(
+                    DataWarning(
+                        f"{p}: dropped the first column: it has no name and holds "
+                        f"{start}..{start + n - 1}, a row index (as pandas writes it), not data"
+                    ),
+                    stacklevel=4,
+                )
+                arr, names = arr[:, 1:], names[1:]
+                break
+    return arr, names
+
+
+def _explain_bad_line(
+    p: str,
+    numbered: list[tuple[int, str]],
+    fields: Callable[[str], list[str]],
+    width: int,
+    delim: str | None,
+) -> None:
+    """Raise the ValueError that names the first line numpy could not read, and why."""
+    sep = f"{_delim_name(delim)}-separated"
+    first_line = numbered[0][0]
+    for lineno, line in numbered:
+        vals = fields(line)
+        if len(vals) != width:
+            raise ValueError(
+                f"{p}: line {lineno} has {_count(len(vals))} but line {first_line} has {width} "
+                f"({sep}); every row needs the same number of columns"
+            )
+        for j, v in enumerate(vals):
+            if not _is_number(v):
+                raise ValueError(
+                    f"{p}: line {lineno}, column {j + 1}: {v!r} is not a number ({sep})"
+                )
+    raise ValueError(f"{p}: cannot read as {sep} numbers")
+
+
+def _read_path(path: str | os.PathLike[str]) -> tuple[np.ndarray, list[str] | None]:
     p = os.fspath(path)
     if not os.path.isfile(p):
         raise ValueError(f"data file {p!r} does not exist")
     ext = os.path.splitext(p)[1].lower()
     if ext == ".npy":
         try:
-            return np.load(p, allow_pickle=False)  # never unpickle user files
+            return np.load(p, allow_pickle=False), None  # never unpickle user files
         except ValueError as exc:
             raise ValueError(f"{p}: cannot read as a numeric .npy array: {exc}") from None
-    if ext in (".csv", ".txt"):
-        err: Exception | None = None
-        for skip in (0, 1):  # a single header row is common; anything else is an error
-            try:
-                return np.loadtxt(p, delimiter=",", ndmin=2, skiprows=skip, dtype=np.float64)
-            except ValueError as exc:
-                err = exc
-        raise ValueError(f"{p}: not a numeric comma-separated file: {err}") from None
-    raise ValueError(f"data file {p!r}: unsupported extension {ext!r} (use .npy or .csv)")
+    if ext in _TEXT_EXTS:
+        return _read_text(p)
+    raise ValueError(
+        f"data file {p!r}: unsupported extension {ext!r} (use .npy, .csv, .tsv or .txt)"
+    )
 
 
-def as_array(data: Any, name: str = "data", min_rows: int = 2) -> np.ndarray:
+def _pick_columns(
+    arr: np.ndarray, names: list[str] | None, columns: Sequence[str | int], name: str
+) -> np.ndarray:
+    """The columns named (header names) or numbered (0-based) in ``columns``, in that order."""
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence) or not columns:
+        raise TypeError(f"columns must be a non-empty list of names or indices, got {columns!r}")
+    idx = []
+    for c in columns:
+        if isinstance(c, str):
+            if names is None:
+                raise ValueError(
+                    f"columns: {c!r} is a name, but {name} has no header row; use 0-based indices"
+                )
+            if c not in names:
+                raise ValueError(
+                    f"columns: no column named {c!r} in {name} (it has {', '.join(names)})"
+                )
+            idx.append(names.index(c))
+        else:
+            i = as_int(c, "columns entry", 0)
+            if i >= arr.shape[1]:
+                raise ValueError(
+                    f"columns: index {i} is out of range: {name} has {arr.shape[1]} column(s), "
+                    f"numbered from 0"
+                )
+            idx.append(i)
+    return arr[:, idx]
+
+
+def as_array(
+    data: Any,
+    name: str = "data",
+    min_rows: int = 2,
+    *,
+    columns: Sequence[str | int] | None = None,
+) -> np.ndarray:
     """Convert user data to a float64 array [N, d].
 
     Accepts a numpy array, a torch tensor, a nested list, or a path (str / os.PathLike) to a
-    ``.npy`` or ``.csv`` file (one row per point; a single header row is skipped). A 1-D
-    array is read as N points in d = 1. Raises TypeError for non-numeric input and ValueError
-    for a wrong shape, too few rows, or NaN/Inf values.
+    ``.npy`` file or a text file of numbers (``.csv``, ``.tsv``, ``.txt``; one row per point).
+    In a text file the delimiter (comma, semicolon, tab or whitespace; a decimal comma with
+    semicolons or tabs) and a header row are detected, and an unnamed leading column that
+    holds 0..N-1 (or 1..N) -- the row index pandas writes by default -- is dropped with a
+    :class:`DataWarning`. ``columns`` keeps only the columns given by header name or 0-based
+    index, in that order. A 1-D array is read as N points in d = 1. Raises TypeError for
+    non-numeric input and ValueError for a wrong shape, too few rows, NaN/Inf values, or a
+    line of a file that is not read (the message names the line).
     """
+    names: list[str] | None = None
     if isinstance(data, (str, os.PathLike)):
-        arr = _read_path(data)
+        arr, names = _read_path(data)
     else:
         data = _from_torch(data)
         if isinstance(data, (bytes, dict, set)) or data is None:
@@ -199,6 +379,9 @@ def as_array(data: Any, name: str = "data", min_rows: int = 2) -> np.ndarray:
         raise ValueError(f"{name} must have shape [N, d] (or [N] for d = 1), got {arr.shape}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has zero columns")
+    if columns is not None:
+        label = os.fspath(data) if isinstance(data, (str, os.PathLike)) else name
+        arr = _pick_columns(arr, names, columns, label)
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty")
     if arr.shape[0] < min_rows:

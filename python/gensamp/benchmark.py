@@ -41,14 +41,19 @@ def engine(w: Weights, n: int, T: int, threads: int, eps: float = 1e-3) -> None:
     annealed_langevin(w, SIGMAS, eps, T, n=n, threads=threads, seed=1)
 
 
-def timed(fn: Callable[[], Any], reps: int = 3) -> float:
-    """Best wall time of `reps` runs (the one least disturbed by other processes)."""
-    best = float("inf")
+def timed_all(fn: Callable[[], Any], reps: int = 3) -> list[float]:
+    """Wall time of each of `reps` runs."""
+    times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def timed(fn: Callable[[], Any], reps: int = 3) -> float:
+    """Best wall time of `reps` runs (the one least disturbed by other processes)."""
+    return min(timed_all(fn, reps))
 
 
 def steps_for(n: int, flops: float, budget: float) -> int:
@@ -64,8 +69,9 @@ def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int)
     T = steps_for(n, fl, budget)
     steps = n * L_LEVELS * T
     peer.annealed_loop(net, 1, d, 1, SIGMAS[:1], threads=threads)  # sets torch's threads
-    t_cpp = timed(lambda: engine(w, n, T, threads), reps)
-    t_peer = timed(lambda: torch_peer(net, n, d, T), reps if n < 100_000 else 1)
+    cpp_s = timed_all(lambda: engine(w, n, T, threads), reps)
+    peer_s = timed_all(lambda: torch_peer(net, n, d, T), reps if n < 100_000 else 1)
+    t_cpp, t_peer = min(cpp_s), min(peer_s)
     return dict(
         d=d,
         hidden=hidden,
@@ -78,6 +84,8 @@ def compare(d: int, hidden: int, n: int, threads: int, budget: float, reps: int)
         cpp_gflops=steps * fl / t_cpp / 1e9,
         torch_gflops=steps * fl / t_peer / 1e9,
         speedup=t_peer / t_cpp,
+        cpp_seconds=cpp_s,
+        torch_seconds=peer_s,
     )
 
 

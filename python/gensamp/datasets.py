@@ -7,7 +7,9 @@ exact density as a :class:`~gensamp.GaussianMixture` with ``return_mixture=True`
 The other toys (moons, swiss roll, checkerboard, rings) have no Gaussian-mixture form.
 
 :func:`as_array` turns user data (numpy, torch, nested lists, or a ``.npy``/``.csv`` path) into
-the same [N, d] float64 layout; the training functions call it on whatever they are given.
+the same [N, d] float64 layout; the training functions call it on whatever they are given. In
+text files it detects the delimiter, a header row and a pandas index column (dropped, with a
+:class:`DataWarning`); ``columns=`` picks columns by header name or index.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import as_array, as_int, as_pos_float
+from ._validate import DataWarning, as_array, as_int, as_pos_float
 from .mixture import GaussianMixture
 
 __all__ = [
     "DATASETS",
+    "DataWarning",
     "as_array",
     "checkerboard",
     "concentric_rings",
