@@ -216,9 +216,9 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
   for (size_t i = 0; i < L.size(); ++i) {
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
-    LayerRef ref{
-        L[i].W.data(),   wt_.empty() ? nullptr : wt_[i].data(), b_pad_[i].data(), L[i].out, L[i].in,
-        pad16(L[i].out), wp_.empty() ? nullptr : wp_[i].data()};
+    const float* wt = wt_.empty() ? nullptr : wt_[i].data();  // null: the narrow kernel
+    const float* wp = wp_.empty() ? nullptr : wp_[i].data();  // reads the other one
+    LayerRef ref{L[i].W.data(), wt, b_pad_[i].data(), L[i].out, L[i].in, pad16(L[i].out), wp};
     if (i == 0) {
       ref.b = bias0;
       ref.in = in_rows;
