@@ -36,6 +36,8 @@ std::shared_ptr<Mlp> make_mlp(const std::vector<std::pair<F32, F32>>& layers,
                               bool divide_by_sigma, std::optional<F32> shift,
                               std::optional<F32> scale) {
   MlpSpec spec;
+  spec.layers.reserve(layers.size());  // exact capacities: what Mlp::bytes() counts
+  spec.acts.reserve(acts.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& [W, b] = layers[i];
     if (W.ndim() != 2 || b.ndim() != 1 || b.shape(0) != W.shape(0))
@@ -58,8 +60,11 @@ std::shared_ptr<Mlp> make_mlp(const std::vector<std::pair<F32, F32>>& layers,
   return std::make_shared<Mlp>(std::move(spec));
 }
 
-// Raw network outputs [n, output_dim] for raw inputs [n, input_dim].
-F32 mlp_forward(const Mlp& net, const F32& inputs) {
+// Raw network outputs [n, output_dim] for raw inputs [n, input_dim]. The network is held by
+// shared_ptr so that it outlives a call still running when the interpreter exits (and frees
+// the Python object that owns it); likewise for score_rows' model.
+F32 mlp_forward(std::shared_ptr<Mlp> net_ptr, const F32& inputs) {
+  const Mlp& net = *net_ptr;
   if (inputs.ndim() != 2 || inputs.shape(1) != net.input_dim())
     throw py::value_error("inputs must be [n, " + std::to_string(net.input_dim()) + "]");
   const int64_t n = inputs.shape(0);
@@ -67,7 +72,7 @@ F32 mlp_forward(const Mlp& net, const F32& inputs) {
   const float* ip = inputs.data();
   float* op = out.mutable_data();
   {
-    py::gil_scoped_release nogil;
+    WithoutGil nogil;
     auto ws = net.workspace(kRowTile);
     map_tiles(n, net.input_dim(), net.output_dim(), kRowTile, ip, op,
               [&](const float* xt, float* yt) { net.forward(xt, kRowTile, yt, *ws); });
@@ -83,24 +88,53 @@ std::shared_ptr<Mixture> make_mixture(const F64& w, const F64& means, std::optio
   std::vector<double> v, c;
   if (vars) v = vec(*vars);
   if (covs) c = vec(*covs);
-  return std::make_shared<Mixture>(vec(w), vec(means), d, v, c);
+  // Moved, not copied: a full covariance is K*d*d doubles (what Mixture::bytes() counts).
+  return std::make_shared<Mixture>(vec(w), vec(means), d, std::move(v), std::move(c));
+}
+
+// What the engine's copy of a network with these layer shapes ([out, in] each) would hold, so
+// that the samplers can refuse one that cannot fit before building it.
+uint64_t mlp_bytes(const std::vector<std::pair<int, int>>& shapes, const std::string& sigma_input,
+                   int norm) {
+  MlpSpec spec;
+  for (const auto& [out, in] : shapes) {
+    if (out < 1 || in < 1) throw py::value_error("layer shapes must be positive");
+    Dense l;
+    l.out = out;
+    l.in = in;
+    spec.layers.push_back(std::move(l));
+  }
+  if (!spec.layers.empty()) spec.acts.resize(spec.layers.size() - 1);
+  spec.sigma_input = parse_sigma_input(sigma_input);
+  if (norm < 0) throw py::value_error("norm must be >= 0");
+  spec.shift.resize(size_t(norm));
+  spec.scale.resize(size_t(norm));
+  return Mlp::bytes(spec);
 }
 
 // The score [n, d] of rows u [n, d] at one noise level, in the model's coordinates.
-F32 score_rows(const ScoreModel& model, const F32& u, double sigma) {
+F32 score_rows(std::shared_ptr<ScoreModel> model_ptr, const F32& u, double sigma) {
+  const ScoreModel& model = *model_ptr;
   const int d = model.dim();
   if (u.ndim() != 2 || u.shape(1) != d) throw py::value_error("x must be [n, d]");
   const int64_t n = u.shape(0);
   F32 out = rows(n, d);
   const float* up = u.data();
   float* op = out.mutable_data();
+  bool cancelled = false;
   {
-    py::gil_scoped_release nogil;
-    const auto levels = model.prepare({sigma});
-    auto ws = model.workspace(kRowTile);
-    map_tiles(n, d, d, kRowTile, up, op,
-              [&](const float* xt, float* yt) { model.score(xt, kRowTile, *levels, 0, yt, *ws); });
+    WithoutGil nogil;
+    // One level, but K Cholesky factors of a full covariance can take seconds: Ctrl-C counts.
+    const auto levels = model.prepare({sigma}, ThrottledPoll());
+    cancelled = !levels;
+    if (levels) {
+      auto ws = model.workspace(kRowTile);
+      map_tiles(n, d, d, kRowTile, up, op, [&](const float* xt, float* yt) {
+        model.score(xt, kRowTile, *levels, 0, yt, *ws);
+      });
+    }
   }
+  if (cancelled) throw py::error_already_set();  // the KeyboardInterrupt the poll saw
   return out;
 }
 
@@ -132,6 +166,17 @@ void bind_score(py::module_& m) {
         "Score in the model's coordinates at one noise level.");
 }
 
+void bind_bytes(py::module_& m) {
+  m.def("mlp_bytes", &mlp_bytes, py::arg("shapes"), py::arg("sigma_input"), py::arg("norm"));
+  m.def(
+      "mixture_bytes",
+      [](int K, int d, bool full) {
+        if (K < 1 || d < 1) throw py::value_error("K and d must be >= 1");
+        return Mixture::bytes(K, d, full);
+      },
+      py::arg("K"), py::arg("d"), py::arg("full"));
+}
+
 }  // namespace
 
 void register_models(py::module_& m) {
@@ -139,4 +184,5 @@ void register_models(py::module_& m) {
   bind_mlp(m);
   bind_mixture(m);
   bind_score(m);
+  bind_bytes(m);
 }

@@ -1,10 +1,14 @@
-// The samplers: a run's settings and schedule, Langevin runs and VAE sampling, and the fork
-// guard. Argument checks: see the rule at the top of module.cpp.
+// The samplers: a run's settings and schedule, Langevin runs and VAE sampling, what they
+// allocate, and the fork and exit guards. Argument checks: see the rule at the top of
+// module.cpp.
 #include <pthread.h>
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "bindings.hpp"
@@ -16,13 +20,6 @@ using namespace gensamp_py;
 
 namespace {
 
-// Re-acquires the GIL briefly to let Python run its signal handlers (Ctrl-C); a pending
-// KeyboardInterrupt cancels the run, and is raised once the run has unwound.
-bool poll_signals() {
-  py::gil_scoped_acquire g;
-  return PyErr_CheckSignals() != 0;
-}
-
 // The chains a run reports as diverged, or the pending KeyboardInterrupt if it was cancelled.
 py::array_t<int64_t> diverged_or_raise(const RunResult& res) {
   if (res.cancelled) throw py::error_already_set();
@@ -32,9 +29,13 @@ py::array_t<int64_t> diverged_or_raise(const RunResult& res) {
 }
 
 // sched comes from annealed_schedule() / plain_schedule() below (Python cannot build one
-// otherwise), so it has at least one level and one alpha per level.
-py::tuple run(const ScoreModel& model, const Schedule& sched, int64_t n, std::optional<F32> x0,
-              double init_std, const RunOptions& options) {
+// otherwise), so it has at least one level and one alpha per level. The model and schedule are
+// held by shared_ptr so that they outlive a run that is still stopping when the interpreter
+// exits (and frees the Python objects that own them).
+py::tuple run(std::shared_ptr<ScoreModel> model_ptr, std::shared_ptr<Schedule> sched_ptr, int64_t n,
+              std::optional<F32> x0, double init_std, const RunOptions& options) {
+  const ScoreModel& model = *model_ptr;
+  const Schedule& sched = *sched_ptr;
   const int d = model.dim();
   if (n < 1) throw py::value_error("n must be >= 1");
   F32 x = rows(n, d);
@@ -55,14 +56,15 @@ py::tuple run(const ScoreModel& model, const Schedule& sched, int64_t n, std::op
   float* tp = traj ? traj->mutable_data() : nullptr;
   RunResult res;
   {
-    py::gil_scoped_release nogil;
+    WithoutGil nogil;
     res = run_langevin(model, sched, n, xp, x0 ? 0.0 : init_std, tp, opt);
   }
   const auto div = diverged_or_raise(res);
   return py::make_tuple(x, traj ? py::object(*traj) : py::object(py::none()), div);
 }
 
-py::tuple vae_run(const Mlp& dec, int64_t n, uint64_t seed, int threads, int tile) {
+py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int threads, int tile) {
+  const Mlp& dec = *dec_ptr;
   if (n < 1) throw py::value_error("n must be >= 1");
   // An odd width would leave the last output row outside the [2d][width] tile.
   if (dec.output_dim() % 2) throw py::value_error("decoder output must be [mean | log-variance]");
@@ -75,11 +77,31 @@ py::tuple vae_run(const Mlp& dec, int64_t n, uint64_t seed, int threads, int til
   float* xp = x.mutable_data();
   RunResult res;
   {
-    py::gil_scoped_release nogil;
+    WithoutGil nogil;
     res = vae_sample(dec, n, xp, opt);
   }
   const auto div = diverged_or_raise(res);
   return py::make_tuple(x, div);
+}
+
+// What a run allocates beyond its output x and trajectory (which the caller counts: their shapes
+// are known before any call), so that samplers.py can refuse a run that cannot fit up front.
+std::map<std::string, uint64_t> as_dict(const RunBytes& b) {
+  return {{"levels", b.levels}, {"tiles", b.tiles}};
+}
+
+std::map<std::string, uint64_t> run_bytes(const ScoreModel& model, const Schedule& sched, int64_t n,
+                                          const RunOptions& options) {
+  if (n < 1) throw py::value_error("n must be >= 1");
+  return as_dict(run_langevin_bytes(model, sched, n, options));
+}
+
+std::map<std::string, uint64_t> vae_run_bytes(const Mlp& dec, int64_t n, int threads, int tile) {
+  if (n < 1) throw py::value_error("n must be >= 1");
+  RunOptions opt;
+  opt.threads = threads;
+  opt.tile = tile;
+  return as_dict(vae_sample_bytes(dec, n, opt));
 }
 
 // The core's RunOptions less the Ctrl-C poll, which the binding supplies.
@@ -105,7 +127,7 @@ void bind_run_options(py::module_& m) {
 
 // Built only by the two functions here, so every Schedule Python holds is well formed.
 void bind_schedules(py::module_& m) {
-  py::class_<Schedule>(m, "Schedule")
+  py::class_<Schedule, std::shared_ptr<Schedule>>(m, "Schedule")
       .def_readonly("sigmas", &Schedule::sigmas)
       .def_readonly("alphas", &Schedule::alphas)
       .def_readonly("T", &Schedule::T);
@@ -124,6 +146,10 @@ void bind_runs(py::module_& m) {
         py::arg("init_std"), py::arg("options"));
   m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"),
         py::arg("tile"));
+  m.def("run_bytes", &run_bytes, py::arg("model"), py::arg("schedule"), py::arg("n"),
+        py::arg("options"));
+  m.def("vae_run_bytes", &vae_run_bytes, py::arg("decoder"), py::arg("n"), py::arg("threads"),
+        py::arg("tile"));
 }
 
 void install_fork_guard() {
@@ -141,4 +167,5 @@ void register_samplers(py::module_& m) {
   bind_schedules(m);
   bind_runs(m);
   install_fork_guard();
+  install_exit_guard();
 }

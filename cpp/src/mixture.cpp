@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "gensamp/model.hpp"
+#include "stop_check.hpp"
 
 namespace gensamp {
 
@@ -33,6 +34,7 @@ Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
     throw std::invalid_argument("variances must be [K, d]");
   if (full_ && covs_.size() != size_t(K_) * d_ * d_)
     throw std::invalid_argument("covariances must be [K, d, d]");
+  logw_.reserve(weights.size());
   double tot = 0;
   for (double w : weights) {
     if (!(w > 0) || !std::isfinite(w)) throw std::invalid_argument("weights must be positive");
@@ -41,16 +43,27 @@ Mixture::Mixture(std::vector<double> weights, std::vector<double> means, int d,
   for (double w : weights) logw_.push_back(std::log(w / tot));
 }
 
-std::unique_ptr<Levels> Mixture::prepare(const std::vector<double>& sigmas) const {
+uint64_t Mixture::bytes(int K, int d, bool full) {
+  const uint64_t kd = sat_mul(uint64_t(K), uint64_t(d));
+  const uint64_t per_k = block_bytes(uint64_t(K), sizeof(double));  // the weights, logw_
+  return sat_add(sat_add(sat_add(per_k, per_k), block_bytes(kd, sizeof(double))),
+                 block_bytes(full ? sat_mul(kd, uint64_t(d)) : kd, sizeof(double)));
+}
+
+std::unique_ptr<Levels> Mixture::prepare(const std::vector<double>& sigmas,
+                                         const StopFn& stop) const {
   auto lv = std::make_unique<MixLevels>();
   auto& prec_ = lv->prec;
   auto& logdet_ = lv->logdet;
-  prec_.assign(sigmas.size(), {});
-  logdet_.assign(sigmas.size(), std::vector<double>(K_));
+  prec_.resize(sigmas.size());
+  logdet_.resize(sigmas.size());
+  StopCheck stopped(stop);
   for (size_t l = 0; l < sigmas.size(); ++l) {
     const double s2 = sigmas[l] * sigmas[l];
     auto& P = prec_[l];
+    logdet_[l].resize(size_t(K_));
     if (!full_) {
+      if (stopped(uint64_t(K_) * uint64_t(d_))) return nullptr;
       P.resize(size_t(K_) * d_);
       for (int k = 0; k < K_; ++k) {
         double ld = 0;
@@ -63,13 +76,15 @@ std::unique_ptr<Levels> Mixture::prepare(const std::vector<double>& sigmas) cons
       }
       continue;
     }
-    // Cholesky factor of Sigma_k + sigma^2 I, lower triangle, row-major.
+    // Cholesky factor of Sigma_k + sigma^2 I, lower triangle, row-major. At d = 1024 one factor
+    // takes a third of a second, so the stop check runs per row.
     P.assign(size_t(K_) * d_ * d_, 0.0);
     for (int k = 0; k < K_; ++k) {
       const double* C = covs_.data() + size_t(k) * d_ * d_;
       double* Lk = P.data() + size_t(k) * d_ * d_;
       double ld = 0;
-      for (int i = 0; i < d_; ++i)
+      for (int i = 0; i < d_; ++i) {
+        if (stopped(uint64_t(i + 1) * uint64_t(i + 1) / 2)) return nullptr;
         for (int j = 0; j <= i; ++j) {
           double acc = C[i * d_ + j] + (i == j ? s2 : 0.0);
           for (int p = 0; p < j; ++p) acc -= Lk[i * d_ + p] * Lk[j * d_ + p];
@@ -81,10 +96,21 @@ std::unique_ptr<Levels> Mixture::prepare(const std::vector<double>& sigmas) cons
             Lk[i * d_ + j] = acc / Lk[j * d_ + j];
           }
         }
+      }
       logdet_[l][k] = ld;
     }
   }
   return lv;
+}
+
+uint64_t Mixture::levels_bytes(uint64_t levels) const {
+  const uint64_t kd = sat_mul(uint64_t(K_), uint64_t(d_));
+  const uint64_t per_level =
+      sat_add(block_bytes(full_ ? sat_mul(kd, uint64_t(d_)) : kd, sizeof(double)),
+              block_bytes(uint64_t(K_), sizeof(double)));
+  const uint64_t outer = block_bytes(levels, sizeof(std::vector<double>));  // prec, logdet
+  return sat_add(sat_add(block_bytes(1, sizeof(MixLevels)), sat_add(outer, outer)),
+                 sat_mul(levels, per_level));
 }
 
 std::unique_ptr<Workspace> Mixture::workspace(int) const {
@@ -94,6 +120,13 @@ std::unique_ptr<Workspace> Mixture::workspace(int) const {
   ws->m.resize(size_t(K_) * d_);
   ws->logp.resize(K_);
   return ws;
+}
+
+uint64_t Mixture::workspace_bytes(int) const {
+  const uint64_t vec_d = block_bytes(uint64_t(d_), sizeof(double));
+  return sat_add(sat_add(block_bytes(1, sizeof(MixWs)), sat_add(vec_d, vec_d)),
+                 sat_add(block_bytes(uint64_t(K_) * uint64_t(d_), sizeof(double)),
+                         block_bytes(uint64_t(K_), sizeof(double))));
 }
 
 // score(x) = -sum_k r_k(x) P_k (x - mu_k), r = softmax_k(log w_k + log N(x; mu_k, S_k)),

@@ -3,8 +3,10 @@
 #include <stdexcept>
 
 #include "activations.hpp"
+#include "cpu_features.hpp"
 #include "gemm.hpp"
 #include "gensamp/model.hpp"
+#include "stop_check.hpp"
 
 namespace gensamp {
 
@@ -37,11 +39,57 @@ struct MlpWs final : Workspace {
 };
 
 struct MlpLevels final : Levels {
-  std::vector<std::vector<float>> bias0;  // padded first-layer bias, sigma column folded in
-  std::vector<float> out_scale;           // 1/sigma when divide_by_sigma, else 1
+  // [levels][stride]: the padded first-layer bias with the sigma column folded in. Null for a
+  // network without a sigma input, whose bias is the same at every level. Not a std::vector:
+  // zero-filling gigabytes up front would take seconds no stop check could interrupt.
+  std::unique_ptr<float[]> bias0;
+  size_t stride = 0;
+  std::vector<float> out_scale;  // 1/sigma per level when divide_by_sigma, else empty
 };
 
+int pad16(int v) { return (v + 15) / 16 * 16; }
+int pad64(int v) { return (v + 63) / 64 * 64; }
+
+// The narrow-tile kernel reads 64-output panels at AVX-512 and the 16-padded transpose below
+// that; building only the one it reads halves (or better) the packed copies of narrow layers.
+bool narrow_reads_panels() { return narrow_kernel_level() == SimdLevel::avx512; }
+
+// The packed copy of an [out][in] matrix that the narrow kernel reads, in floats.
+uint64_t packed_floats(int out, int in, bool panels) {
+  return panels ? sat_mul(uint64_t(pad64(out)), uint64_t(in))
+                : sat_mul(uint64_t(pad16(out)), uint64_t(in));
+}
+
 }  // namespace
+
+uint64_t Mlp::bytes(const MlpSpec& spec) {
+  const auto& L = spec.layers;
+  const bool panels = narrow_reads_panels();
+  const bool extra = spec.sigma_input != SigmaInput::none;
+  // The spec the model keeps (built by the caller with exact capacities).
+  uint64_t b = block_bytes(L.size(), sizeof(Dense));
+  for (const Dense& l : L)
+    b = sat_add(sat_add(b, block_bytes(sat_mul(uint64_t(l.in), uint64_t(l.out)), sizeof(float))),
+                block_bytes(uint64_t(l.out), sizeof(float)));
+  b = sat_add(b, block_bytes(spec.acts.size(), sizeof(Act)));
+  b = sat_add(b, block_bytes(spec.shift.size(), sizeof(float)));
+  b = sat_add(b, block_bytes(spec.scale.size(), sizeof(float)));
+  // What the constructor adds.
+  const uint64_t outer = block_bytes(L.size(), sizeof(std::vector<float>));
+  b = sat_add(b, sat_add(outer, outer));  // b_pad_, and wt_ or wp_
+  for (const Dense& l : L) {
+    b = sat_add(b, block_bytes(packed_floats(l.out, l.in, panels), sizeof(float)));
+    b = sat_add(b, block_bytes(uint64_t(pad64(l.out)), sizeof(float)));
+  }
+  if (extra && !L.empty()) {
+    const Dense& f = L.front();
+    const int d = f.in - 1;
+    b = sat_add(b, block_bytes(sat_mul(uint64_t(f.out), uint64_t(d)), sizeof(float)));  // w0
+    b = sat_add(b, block_bytes(uint64_t(f.out), sizeof(float)));  // sigma column
+    b = sat_add(b, block_bytes(packed_floats(f.out, d, panels), sizeof(float)));
+  }
+  return b;
+}
 
 Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
   const auto& L = spec_.layers;
@@ -76,7 +124,7 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
     w0_data_ = std::move(w);
   }
   auto transpose = [](const std::vector<float>& W, int out, int in, int ld_in) {
-    const int pad = (out + 15) / 16 * 16;
+    const int pad = pad16(out);
     std::vector<float> t(size_t(in) * pad, 0.f);
     for (int o = 0; o < out; ++o)
       for (int k = 0; k < in; ++k) t[size_t(k) * pad + o] = W[size_t(o) * ld_in + k];
@@ -90,35 +138,60 @@ Mlp::Mlp(MlpSpec spec) : spec_(std::move(spec)) {
         t[(size_t(o / 64) * in + k) * 64 + o % 64] = W[size_t(o) * ld_in + k];
     return t;
   };
+  const bool use_panels = narrow_reads_panels();
+  auto& packed = use_panels ? wp_ : wt_;
+  packed.reserve(L.size());
+  b_pad_.reserve(L.size());
   for (const auto& l : L) {
-    wt_.push_back(transpose(l.W, l.out, l.in, l.in));
-    wp_.push_back(panels(l.W, l.out, l.in, l.in));
-    std::vector<float> b(size_t((l.out + 63) / 64 * 64), 0.f);
+    packed.push_back(use_panels ? panels(l.W, l.out, l.in, l.in)
+                                : transpose(l.W, l.out, l.in, l.in));
+    std::vector<float> b(size_t(pad64(l.out)), 0.f);
     std::copy(l.b.begin(), l.b.end(), b.begin());
     b_pad_.push_back(std::move(b));
   }
   if (extra) {
-    wt0_data_ = transpose(L.front().W, L.front().out, d_, L.front().in);
-    wp0_data_ = panels(L.front().W, L.front().out, d_, L.front().in);
+    const Dense& f = L.front();
+    if (use_panels)
+      wp0_data_ = panels(f.W, f.out, d_, f.in);
+    else
+      wt0_data_ = transpose(f.W, f.out, d_, f.in);
   }
 }
 
-std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas) const {
+std::unique_ptr<Levels> Mlp::prepare(const std::vector<double>& sigmas, const StopFn& stop) const {
   const Dense& f = spec_.layers.front();
+  const size_t nlev = sigmas.size();
   auto lv = std::make_unique<MlpLevels>();
-  auto& level_bias0_ = lv->bias0;
-  auto& level_out_scale_ = lv->out_scale;
-  level_bias0_.assign(sigmas.size(), b_pad_.front());
-  level_out_scale_.assign(sigmas.size(), 1.f);
-  for (size_t l = 0; l < sigmas.size(); ++l) {
-    const double s = sigmas[l];
-    if (spec_.sigma_input != SigmaInput::none) {
+  StopCheck stopped(stop);
+  if (spec_.sigma_input != SigmaInput::none) {
+    const std::vector<float>& b0 = b_pad_.front();
+    lv->stride = b0.size();
+    lv->bias0.reset(new float[nlev * lv->stride]);
+    for (size_t l = 0; l < nlev; ++l) {
+      if (stopped(lv->stride)) return nullptr;
+      const double s = sigmas[l];
+      float* dst = lv->bias0.get() + l * lv->stride;
+      std::copy(b0.begin(), b0.end(), dst);
       const float feat = float(spec_.sigma_input == SigmaInput::sigma ? s : std::log(s));
-      for (int o = 0; o < f.out; ++o) level_bias0_[l][o] = std::fma(sigma_col_[o], feat, f.b[o]);
+      for (int o = 0; o < f.out; ++o) dst[o] = std::fma(sigma_col_[o], feat, f.b[o]);
     }
-    if (spec_.divide_by_sigma) level_out_scale_[l] = float(1.0 / s);
+  }
+  if (spec_.divide_by_sigma) {
+    lv->out_scale.resize(nlev);
+    for (size_t l = 0; l < nlev; ++l) {
+      if (stopped(1)) return nullptr;
+      lv->out_scale[l] = float(1.0 / sigmas[l]);
+    }
   }
   return lv;
+}
+
+uint64_t Mlp::levels_bytes(uint64_t levels) const {
+  uint64_t b = block_bytes(1, sizeof(MlpLevels));
+  if (spec_.sigma_input != SigmaInput::none)
+    b = sat_add(b, block_bytes(sat_mul(levels, b_pad_.front().size()), sizeof(float)));
+  if (spec_.divide_by_sigma) b = sat_add(b, block_bytes(levels, sizeof(float)));
+  return b;
 }
 
 std::unique_ptr<Workspace> Mlp::workspace(int width) const {
@@ -126,6 +199,11 @@ std::unique_ptr<Workspace> Mlp::workspace(int width) const {
   ws->a.assign(size_t(max_width_) * width, 0.f);
   ws->b.assign(size_t(max_width_) * width, 0.f);
   return ws;
+}
+
+uint64_t Mlp::workspace_bytes(int width) const {
+  const uint64_t buf = block_bytes(sat_mul(uint64_t(max_width_), uint64_t(width)), sizeof(float));
+  return sat_add(block_bytes(1, sizeof(MlpWs)), sat_add(buf, buf));
 }
 
 void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,
@@ -138,9 +216,9 @@ void Mlp::forward_from(const float* x, int in_rows, const float* bias0, int widt
   for (size_t i = 0; i < L.size(); ++i) {
     const bool last = i + 1 == L.size();
     float* dst = last ? out : bufs[i % 2];
-    LayerRef ref{L[i].W.data(), wt_[i].data(), b_pad_[i].data(),
-                 L[i].out,      L[i].in,       (L[i].out + 15) / 16 * 16,
-                 wp_[i].data()};
+    const float* wt = wt_.empty() ? nullptr : wt_[i].data();  // null: the narrow kernel
+    const float* wp = wp_.empty() ? nullptr : wp_[i].data();  // reads the other one
+    LayerRef ref{L[i].W.data(), wt, b_pad_[i].data(), L[i].out, L[i].in, pad16(L[i].out), wp};
     if (i == 0) {
       ref.b = bias0;
       ref.in = in_rows;
@@ -164,8 +242,10 @@ void Mlp::forward(const float* x, int width, float* out, Workspace& ws) const {
 void Mlp::score(const float* x, int width, const Levels& lvb, int level, float* out,
                 Workspace& ws) const {
   const auto& lv = static_cast<const MlpLevels&>(lvb);
-  forward_from(x, d_, lv.bias0[level].data(), width, out, ws);
-  const float k = lv.out_scale[level];
+  const float* bias0 =
+      lv.bias0 ? lv.bias0.get() + size_t(level) * lv.stride : b_pad_.front().data();
+  forward_from(x, d_, bias0, width, out, ws);
+  const float k = lv.out_scale.empty() ? 1.f : lv.out_scale[size_t(level)];
   if (k != 1.f)
     for (long i = 0, m = long(d_) * width; i < m; ++i) out[i] *= k;
 }

@@ -11,9 +11,13 @@
 
 #include "gensamp/philox.hpp"
 #include "noise.hpp"
+#include "threads.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
+#endif
+#ifdef __GLIBCXX__
+#include <cxxabi.h>
 #endif
 
 namespace gensamp {
@@ -70,40 +74,62 @@ inline void maybe_poll(const RunOptions& opt, RunState& st, bool on_caller) {
   }
 }
 
+// The threads a run asks OpenMP for: never more than there are tiles.
+int team_size(int threads, int64_t ntiles) {
+#ifdef GENSAMP_HAVE_OPENMP
+  if (threads > 1 && ntiles > 1 && !openmp_disabled())
+    return int(std::min<int64_t>(threads, ntiles));
+#else
+  (void)threads;
+  (void)ntiles;
+#endif
+  return 1;
+}
+
 // Runs body(tile_index, on_caller) over all tiles, in parallel when allowed.
 template <class Body>
 void for_tiles(int64_t ntiles, const RunOptions& opt, RunState& st, Body body) {
-  const int threads = opt.threads;
   auto guarded = [&](int64_t t, bool on_caller) {
     if (st.cancel.load(std::memory_order_relaxed)) return;
     try {
       body(t, on_caller);
     } catch (...) {
+#ifdef __GLIBCXX__
+      // Not a C++ exception: abi::__forced_unwind, with which glibc unwinds a thread being
+      // ended (pthread_exit, pthread_cancel); swallowing it aborts the process ("FATAL:
+      // exception not rethrown"), and no exception_ptr can carry it. It can only come from
+      // opt.poll, on the caller. Inside a parallel region it could not propagate either, so
+      // the Python binding's poll never ends the thread (see cpp/bindings/exit_guard.cpp).
+      if (abi::__cxa_current_exception_type() == nullptr) throw;
+#endif
       st.fail(std::current_exception());
     }
   };
 #ifdef GENSAMP_HAVE_OPENMP
-  if (threads > 1 && ntiles > 1 && !openmp_disabled()) {
-    std::atomic<int64_t> finished{0};
-#pragma omp parallel num_threads(int(std::min<int64_t>(threads, ntiles)))
-    {
-      const bool on_caller = omp_get_thread_num() == 0;
+  if (const int want = team_size(opt.threads, ntiles); want > 1) {
+    std::unique_lock<std::mutex> starting(team_start_mutex());
+    const int team = startable_team(want);
+    if (team > 1) {
+      std::atomic<int64_t> finished{0};
+#pragma omp parallel num_threads(team)
+      {
+        const bool on_caller = omp_get_thread_num() == 0;
+        if (on_caller) starting.unlock();  // the team exists: other runs may start theirs
 #pragma omp for schedule(dynamic, 1) nowait
-      for (int64_t t = 0; t < ntiles; ++t) {
-        guarded(t, on_caller);
-        finished.fetch_add(1);
-      }
-      // Only the caller may poll (Ctrl-C): it keeps doing so while the others finish.
-      if (on_caller)
-        while (finished.load() < ntiles && !st.cancel.load()) {
-          maybe_poll(opt, st, true);
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        for (int64_t t = 0; t < ntiles; ++t) {
+          guarded(t, on_caller);
+          finished.fetch_add(1);
         }
+        // Only the caller may poll (Ctrl-C): it keeps doing so while the others finish.
+        if (on_caller)
+          while (finished.load() < ntiles && !st.cancel.load()) {
+            maybe_poll(opt, st, true);
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+      }
+      return;
     }
-    return;
   }
-#else
-  (void)threads;
 #endif
   for (int64_t t = 0; t < ntiles; ++t) guarded(t, true);
 }
@@ -128,6 +154,10 @@ inline int round_up(int v, int m) { return (v + m - 1) / m * m; }
 // tiny tile option) run unpadded on the output-vectorised kernel. Same bits either way.
 inline int tile_width(int w) { return w < kLane ? w : round_up(w, kLane); }
 
+// Chains per tile, and the widest tile a run of n chains has (its first).
+inline int tile_chains(const RunOptions& opt) { return round_up(std::max(opt.tile, kLane), kLane); }
+inline int widest_tile(int64_t n, int tile) { return tile_width(int(std::min<int64_t>(tile, n))); }
+
 }  // namespace
 
 bool openmp_disabled() { return g_omp_disabled.load(); }
@@ -137,16 +167,45 @@ void note_fork_child() {
   g_omp_disabled = true;
 }
 
+RunBytes run_langevin_bytes(const ScoreModel& model, const Schedule& sched, int64_t n,
+                            const RunOptions& opt) {
+  const int tile = tile_chains(opt);
+  const int width = widest_tile(n, tile);
+  const uint64_t state = block_bytes(uint64_t(model.dim()) * uint64_t(width), sizeof(float));
+  const uint64_t per_tile = sat_add(sat_add(state, state), model.workspace_bytes(width));  // u, s
+  RunBytes b;
+  b.levels = model.levels_bytes(sched.sigmas.size());
+  b.tiles = sat_mul(uint64_t(team_size(opt.threads, (n + tile - 1) / tile)), per_tile);
+  return b;
+}
+
+RunBytes vae_sample_bytes(const Mlp& dec, int64_t n, const RunOptions& opt) {
+  const int tile = tile_chains(opt);
+  const int width = widest_tile(n, tile);
+  const int d = dec.output_dim() / 2;
+  uint64_t per_tile = dec.workspace_bytes(width);
+  for (int rows : {dec.input_dim(), 2 * d, d})  // zin, out, e
+    per_tile = sat_add(per_tile, block_bytes(uint64_t(rows) * uint64_t(width), sizeof(float)));
+  RunBytes b;
+  b.tiles = sat_mul(uint64_t(team_size(opt.threads, (n + tile - 1) / tile)), per_tile);
+  return b;
+}
+
 RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n, float* x,
                        double init_std, float* traj, const RunOptions& opt) {
-  const std::unique_ptr<Levels> levels = model.prepare(sched.sigmas);
+  RunState st;
+  // Set-up polls like the chains do: a million levels or full covariances take seconds.
+  const std::unique_ptr<Levels> levels = model.prepare(sched.sigmas, [&] {
+    maybe_poll(opt, st, true);
+    return st.cancel.load(std::memory_order_relaxed);
+  });
+  if (!levels) return finish(st, 0, 0, x);
   const int d = model.dim();
-  const int tile = round_up(std::max(opt.tile, kLane), kLane);
+  const int tile = tile_chains(opt);
   const int64_t ntiles = (n + tile - 1) / tile;
   const float* shift = model.shift();
   const float* scale = model.scale();
   const long nlev = long(sched.sigmas.size());
-  RunState st;
 
   for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
     const int64_t j0 = ti * tile;
@@ -205,7 +264,7 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
 RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt) {
   const int k = dec.input_dim();
   const int d = dec.output_dim() / 2;
-  const int tile = round_up(std::max(opt.tile, kLane), kLane);
+  const int tile = tile_chains(opt);
   const int64_t ntiles = (n + tile - 1) / tile;
   const float* shift = dec.shift();
   const float* scale = dec.scale();

@@ -8,6 +8,7 @@
 // [ FAIL ] and every failed check its file:line and expression.
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include "cpu_features.hpp"
 #include "gemm.hpp"
 #include "noise.hpp"
+#include "threads.hpp"
 
 #ifdef GENSAMP_HAVE_OPENMP
 #include <omp.h>
@@ -42,6 +44,59 @@
 
 using namespace gensamp;
 using Clock = std::chrono::steady_clock;
+
+// ---- heap accounting -----------------------------------------------------------------------
+// Every operator new in this program (the engine's containers included) goes through here, so
+// tests can compare the engine's *_bytes() estimates with what it really allocates: each block
+// counts its size plus kBlockOverhead, as the estimates do. A header in front of each block
+// remembers its size for the matching delete.
+namespace heap {
+std::atomic<int64_t> live{0}, peak{0};
+constexpr size_t kHeader = 16;  // keeps the alignment malloc gives
+
+void* take(size_t n) {
+  void* p = std::malloc(n + kHeader);
+  if (!p) throw std::bad_alloc();
+  *static_cast<size_t*>(p) = n;
+  const int64_t now = live += int64_t(n + kBlockOverhead);
+  int64_t seen = peak.load();
+  while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+  }
+  return static_cast<char*>(p) + kHeader;
+}
+
+void give(void* q) noexcept {
+  if (!q) return;
+  void* p = static_cast<char*>(q) - kHeader;
+  live -= int64_t(*static_cast<size_t*>(p) + kBlockOverhead);
+  std::free(p);
+}
+
+// Bytes allocated and not yet freed since `base`, and the most there were at once.
+struct Since {
+  int64_t base = live.load();
+  Since() { peak = base; }
+  int64_t held() const { return live.load() - base; }
+  int64_t most() const { return peak.load() - base; }
+};
+}  // namespace heap
+
+void* operator new(size_t n) { return heap::take(n); }
+void* operator new[](size_t n) { return heap::take(n); }
+void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return heap::take(n);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void operator delete(void* p) noexcept { heap::give(p); }
+void operator delete[](void* p) noexcept { heap::give(p); }
+void operator delete(void* p, size_t) noexcept { heap::give(p); }
+void operator delete[](void* p, size_t) noexcept { heap::give(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { heap::give(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { heap::give(p); }
 
 namespace {
 
@@ -202,7 +257,7 @@ Run run(ScoreModel& m, const Schedule& sched, int64_t n, const std::vector<float
 // depends on the prepare()/score() signatures.
 void score_tile(ScoreModel& m, const std::vector<double>& sigmas, int level, const float* x,
                 int width, float* out) {
-  const auto lv = m.prepare(sigmas);
+  const auto lv = m.prepare(sigmas, {});
   auto ws = m.workspace(width);
   m.score(x, width, *lv, level, out, *ws);
 }
@@ -213,13 +268,15 @@ class Wrapper : public ScoreModel {
  public:
   explicit Wrapper(ScoreModel& inner) : inner_(inner) {}
   int dim() const override { return inner_.dim(); }
-  std::unique_ptr<Levels> prepare(const std::vector<double>& s) const override {
-    return inner_.prepare(s);
+  std::unique_ptr<Levels> prepare(const std::vector<double>& s, const StopFn& stop) const override {
+    return inner_.prepare(s, stop);
   }
   std::unique_ptr<Workspace> workspace(int width) const override {
     before_workspace();
     return inner_.workspace(width);
   }
+  uint64_t levels_bytes(uint64_t levels) const override { return inner_.levels_bytes(levels); }
+  uint64_t workspace_bytes(int width) const override { return inner_.workspace_bytes(width); }
   void score(const float* x, int width, const Levels& lv, int level, float* out,
              Workspace& ws) const override {
     before_score();
@@ -468,7 +525,7 @@ void test_mixture_validation_and_score() {
                                       "covariances"));
   {
     Mixture m({1}, {0, 0}, 2, {}, {1, 2, 2, 1});  // indefinite: fails when factorised
-    CHECK(throws<std::invalid_argument>([&] { m.prepare({0.0}); }, "positive definite"));
+    CHECK(throws<std::invalid_argument>([&] { m.prepare({0.0}, {}); }, "positive definite"));
   }
   // One diagonal and one full Gaussian: score = -(S + s^2 I)^-1 (x - mu).
   Mixture diag({1}, {1, -2}, 2, {4, 0.25}, {});
@@ -795,6 +852,289 @@ void test_fork_after_foreign_openmp_use() {
             status);
 }
 
+// ---- memory accounting ---------------------------------------------------------------------
+
+// A spec whose vectors have exactly the capacity they need, as the binding builds them (what
+// Mlp::bytes() assumes).
+MlpSpec exact_copy(const MlpSpec& s) {
+  MlpSpec e;
+  e.layers.reserve(s.layers.size());
+  for (const Dense& l : s.layers) e.layers.push_back(l);
+  e.acts.reserve(s.acts.size());
+  for (Act a : s.acts) e.acts.push_back(a);
+  e.sigma_input = s.sigma_input;
+  e.divide_by_sigma = s.divide_by_sigma;
+  e.shift = s.shift;
+  e.scale = s.scale;
+  return e;
+}
+
+// Networks of the shapes whose packing costs most: narrow first and last layers.
+std::vector<MlpSpec> accounting_specs() {
+  std::vector<MlpSpec> specs;
+  specs.push_back(mlp_spec(2, 200, 3, Act::relu));
+  specs.push_back(mlp_spec(3, 70, 2, Act::tanh, SigmaInput::log_sigma, true, 3));
+  specs.push_back(mlp_spec(1, 17, 4, Act::silu, SigmaInput::sigma, false, 4));
+  auto normed = mlp_spec(5, 33, 2, Act::elu, SigmaInput::none, true, 5);
+  normed.shift.assign(5, 0.5f);
+  normed.scale.assign(5, 2.f);
+  specs.push_back(normed);
+  return specs;
+}
+
+void test_model_bytes_equal_allocations() {
+  for (const MlpSpec& spec : accounting_specs()) {
+    heap::Since h;
+    {
+      MlpSpec e = exact_copy(spec);
+      Mlp net(std::move(e));
+      CHECK_MSG(h.held() == int64_t(Mlp::bytes(spec)) && h.most() == h.held(),
+                "Mlp holds %lld bytes (at most %lld at once), Mlp::bytes says %llu",
+                (long long)h.held(), (long long)h.most(), (unsigned long long)Mlp::bytes(spec));
+    }
+    CHECK(h.held() == 0);
+  }
+  for (bool full : {false, true})
+    for (int K : {1, 3})
+      for (int d : {1, 4}) {
+        heap::Since h;
+        {
+          std::vector<double> w(size_t(K), 1.0), mu(size_t(K) * d, 0.0), var, cov;
+          if (full) {
+            cov.assign(size_t(K) * d * d, 0.0);
+            for (int k = 0; k < K; ++k)
+              for (int i = 0; i < d; ++i) cov[(size_t(k) * d + i) * d + i] = 1.0;
+          } else {
+            var.assign(size_t(K) * d, 1.0);
+          }
+          Mixture m(std::move(w), std::move(mu), d, std::move(var), std::move(cov));
+          CHECK_MSG(h.most() == int64_t(Mixture::bytes(K, d, full)),
+                    "K=%d d=%d full=%d: %lld bytes at most, Mixture::bytes says %llu", K, d,
+                    int(full), (long long)h.most(), (unsigned long long)Mixture::bytes(K, d, full));
+        }
+      }
+}
+
+std::vector<std::unique_ptr<ScoreModel>> accounting_models() {
+  std::vector<std::unique_ptr<ScoreModel>> models;
+  for (const MlpSpec& spec : accounting_specs()) models.push_back(std::make_unique<Mlp>(spec));
+  models.push_back(
+      std::make_unique<Mixture>(std::vector<double>{1, 2}, std::vector<double>{-1, 0, 0, 1, 0, 0},
+                                3, std::vector<double>{1, 1, 1, 2, 2, 2}, std::vector<double>{}));
+  std::vector<double> cov(2 * 9, 0.0);
+  for (int k = 0; k < 2; ++k)
+    for (int i = 0; i < 3; ++i) cov[size_t(k) * 9 + size_t(i) * 4] = 1.0 + k;
+  models.push_back(std::make_unique<Mixture>(std::vector<double>{1, 2},
+                                             std::vector<double>{-1, 0, 0, 1, 0, 0}, 3,
+                                             std::vector<double>{}, cov));
+  return models;
+}
+
+void test_levels_and_workspace_bytes_equal_allocations() {
+  const auto models = accounting_models();
+  for (size_t m = 0; m < models.size(); ++m) {
+    const ScoreModel& model = *models[m];
+    for (size_t L : {size_t(1), size_t(7), size_t(3000)}) {
+      std::vector<double> sigmas(L);
+      for (size_t l = 0; l < L; ++l) sigmas[l] = 5.0 / double(l + 1);
+      heap::Since h;
+      const auto lv = model.prepare(sigmas, {});
+      CHECK_MSG(h.held() == int64_t(model.levels_bytes(L)) && h.most() == h.held(),
+                "model %zu, %zu levels: prepare() holds %lld bytes (at most %lld), "
+                "levels_bytes says %llu",
+                m, L, (long long)h.held(), (long long)h.most(),
+                (unsigned long long)model.levels_bytes(L));
+    }
+    for (int width : {1, 5, 16, 64}) {
+      heap::Since h;
+      const auto ws = model.workspace(width);
+      CHECK_MSG(h.held() == int64_t(model.workspace_bytes(width)),
+                "model %zu width %d: workspace holds %lld bytes, workspace_bytes says %llu", m,
+                width, (long long)h.held(), (unsigned long long)model.workspace_bytes(width));
+    }
+  }
+}
+
+void test_run_bytes_bound_the_run() {
+  const auto models = accounting_models();
+  const auto sched = annealed_schedule({3.0, 1.0, 0.3}, 1e-3, 4);
+  for (size_t m = 0; m < models.size(); ++m)
+    for (int64_t n : {int64_t(3), int64_t(100)})
+      for (int threads : {1, 2, 4}) {
+        const ScoreModel& model = *models[m];
+        RunOptions opt;
+        opt.threads = threads;
+        opt.tile = 32;
+        opt.record_every = 2;
+        std::vector<float> x(size_t(n) * size_t(model.dim()));
+        std::vector<float> traj(size_t(sched.total_steps() / 2) * x.size());
+        const RunBytes b = run_langevin_bytes(model, sched, n, opt);
+        heap::Since h;
+        const RunResult r = run_langevin(model, sched, n, x.data(), 1.0, traj.data(), opt);
+        const int64_t estimate = int64_t(b.levels + b.tiles);
+        // One thread: exactly the estimate (the tables, then one tile at a time). More: the
+        // tiles in flight at once vary, the estimate counts all of them.
+        CHECK_MSG(threads == 1 ? h.most() == estimate : h.most() <= estimate,
+                  "model %zu n=%lld threads=%d: the run allocated %lld bytes at most, "
+                  "run_langevin_bytes says %lld",
+                  m, (long long)n, threads, (long long)h.most(), (long long)estimate);
+        CHECK(r.diverged.empty());
+      }
+  Uniform U(3);
+  MlpSpec dec_spec;
+  dec_spec.layers.push_back(dense(40, 3, U));
+  dec_spec.layers.push_back(dense(10, 40, U, 0.1));
+  dec_spec.acts.push_back(Act::tanh);
+  const Mlp dec(dec_spec);
+  for (int64_t n : {int64_t(5), int64_t(300)})
+    for (int threads : {1, 3}) {
+      RunOptions opt;
+      opt.threads = threads;
+      std::vector<float> x(size_t(n) * 5);
+      const RunBytes b = vae_sample_bytes(dec, n, opt);
+      heap::Since h;
+      vae_sample(dec, n, x.data(), opt);
+      CHECK_MSG(threads == 1 ? h.most() == int64_t(b.tiles) : h.most() <= int64_t(b.tiles),
+                "vae n=%lld threads=%d: %lld bytes at most, vae_sample_bytes says %llu",
+                (long long)n, threads, (long long)h.most(), (unsigned long long)b.tiles);
+    }
+}
+
+// ---- set-up interrupts ---------------------------------------------------------------------
+
+void test_prepare_stops_when_asked() {
+  // Enough levels that every model with per-level tables consults `stop` a few times; told to
+  // stop, prepare() returns nothing and leaves nothing allocated.
+  const auto models = accounting_models();
+  std::vector<double> sigmas(200000);
+  for (size_t l = 0; l < sigmas.size(); ++l) sigmas[l] = 5.0 / double(l + 1);
+  for (size_t m = 0; m < models.size(); ++m) {
+    const bool has_tables = models[m]->levels_bytes(2) > models[m]->levels_bytes(1);
+    int asked = 0;
+    heap::Since h;
+    const auto lv = models[m]->prepare(sigmas, [&] { return ++asked > 2; });
+    if (!has_tables) {  // an unconditioned network: nothing to compute per level
+      CHECK(lv && asked == 0);
+      continue;
+    }
+    CHECK_MSG(!lv && asked == 3, "model %zu: prepare() asked %d times, returned %s", m, asked,
+              lv ? "tables" : "nothing");
+    CHECK(h.held() == 0);
+  }
+}
+
+// A full-covariance mixture whose per-run set-up (one Cholesky factor of a 384 x 384 matrix per
+// level) takes far longer than the test: Ctrl-C must stop the run during set-up.
+void test_cancellation_during_set_up() {
+  const int d = 384;
+  std::vector<double> cov(size_t(d) * d, 0.0);
+  for (int i = 0; i < d; ++i)
+    for (int j = 0; j < d; ++j)
+      cov[size_t(i) * d + j] = (i == j ? 2.0 : 0.0) + 1.0 / (1 + std::abs(i - j));
+  Mixture mix({1}, std::vector<double>(size_t(d), 0.0), d, {}, cov);
+  std::vector<double> sigmas(400);
+  for (size_t l = 0; l < sigmas.size(); ++l) sigmas[l] = 10.0 / double(l + 1);
+  const auto sched = annealed_schedule(sigmas, 1e-4, 1);
+  const auto caller = std::this_thread::get_id();
+  for (int threads : {1, 2}) {
+    bool wrong_thread = false;
+    int polls = 0;
+    const auto t0 = Clock::now();
+    auto poll = [&] {
+      wrong_thread |= std::this_thread::get_id() != caller;
+      ++polls;
+      return seconds_since(t0) > 0.15;  // "Ctrl-C" after 150 ms, deep in the set-up
+    };
+    const Run r = run(mix, sched, 4, nullptr, threads, 16, 0, false, 7, poll);
+    const double dt = seconds_since(t0);
+    CHECK(r.res.cancelled);
+    CHECK_MSG(dt < 0.5, "threads=%d: cancelled during set-up after %.3f s", threads, dt);
+    CHECK_MSG(polls >= 2, "threads=%d: %d polls during set-up", threads, polls);
+    CHECK(!wrong_thread);
+  }
+}
+
+// ---- thread starts -------------------------------------------------------------------------
+
+#ifdef __GLIBC__
+void* run_then_exit_thread(void* arg) {
+  auto* model = static_cast<Mixture*>(arg);
+  const auto sched = plain_schedule(0.0, 0.01, 1000000);
+  int polls = 0;
+  // What CPython does to a thread that asks for the GIL during finalisation.
+  run(*model, sched, 16, nullptr, 1, 16, 0, false, 7, [&]() -> bool {
+    if (++polls == 3) pthread_exit(nullptr);
+    return false;
+  });
+  return reinterpret_cast<void*>(1);  // not reached
+}
+
+void test_thread_exit_unwinds_through_a_run() {
+  // glibc ends a thread by unwinding it with abi::__forced_unwind; the engine's catch-all must
+  // let it through (swallowing it aborts: "FATAL: exception not rethrown").
+  CHECK(in_forked_child(
+      [] {
+        Mixture mix({1}, {0, 0}, 2, {1, 1}, {});
+        pthread_t t;
+        if (pthread_create(&t, nullptr, run_then_exit_thread, &mix) != 0) return false;
+        void* ret = reinterpret_cast<void*>(2);
+        pthread_join(t, &ret);
+        return ret == nullptr;  // PTHREAD_EXIT's value: the thread ended by pthread_exit
+      },
+      20));
+}
+#endif
+
+void test_startable_team() {
+  CHECK(startable_team(1) == 1);
+  CHECK(startable_team(4) == 4);
+  CHECK(probe_team(1) == 1);
+  CHECK(probe_team(6) == 6);
+  // The probe reads OpenMP's stack size as libgomp does.
+  const char* saved = std::getenv("OMP_STACKSIZE");
+  const std::string keep = saved ? saved : "";
+  setenv("OMP_STACKSIZE", " 3 M ", 1);
+  CHECK(omp_stack_bytes() == size_t(3) << 20);
+  setenv("OMP_STACKSIZE", "512", 1);
+  CHECK(omp_stack_bytes() == size_t(512) << 10);
+  setenv("OMP_STACKSIZE", "2x", 1);
+  CHECK(omp_stack_bytes() == 0);
+  if (saved)
+    setenv("OMP_STACKSIZE", keep.c_str(), 1);
+  else
+    unsetenv("OMP_STACKSIZE");
+}
+
+// Run in a fresh process image whose OpenMP threads would each need a petabyte of stack, so no
+// thread can be created: without the probe libgomp ends the process ("Thread creation failed",
+// exit status 1); with it, the run goes on with the calling thread alone, same bits.
+int runs_without_creatable_threads() {
+  if (startable_team(8) != 1 || probe_team(8) != 1) return 4;
+  Mixture mix({1, 1}, {-2, 2}, 1, {1, 1}, {});
+  const auto sched = plain_schedule(0.0, 0.05, 40);
+  const Run one = run(mix, sched, 300, nullptr, 1, 16);
+  const Run eight = run(mix, sched, 300, nullptr, 8, 16);
+  return same_bits(one.x, eight.x) ? 0 : 5;
+}
+
+void test_team_shrinks_when_threads_cannot_start() {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    alarm(30);
+    setenv("OMP_STACKSIZE", "1000000G", 1);  // read by libgomp when the new image starts
+    execl("/proc/self/exe", "gensamp_core_tests", "--no-creatable-threads", (char*)nullptr);
+    _exit(7);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+            "a run whose threads cannot be created ended with status %d (exit status 1: the "
+            "OpenMP runtime ended the process; 4: the probe counted threads that cannot start)",
+            WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+}
+
 struct Test {
   const char* name;
   void (*fn)();
@@ -817,6 +1157,17 @@ const Test kTests[] = {
     {"cancellation_while_caller_waits", test_cancellation_while_caller_waits},
 #endif
     {"concurrent_runs_on_separate_models", test_concurrent_runs_on_separate_models},
+    {"model_bytes_equal_allocations", test_model_bytes_equal_allocations},
+    {"levels_and_workspace_bytes_equal_allocations",
+     test_levels_and_workspace_bytes_equal_allocations},
+    {"run_bytes_bound_the_run", test_run_bytes_bound_the_run},
+    {"prepare_stops_when_asked", test_prepare_stops_when_asked},
+    {"cancellation_during_set_up", test_cancellation_during_set_up},
+    {"startable_team", test_startable_team},
+    {"team_shrinks_when_threads_cannot_start", test_team_shrinks_when_threads_cannot_start},
+#ifdef __GLIBC__
+    {"thread_exit_unwinds_through_a_run", test_thread_exit_unwinds_through_a_run},
+#endif
     // Fork tests change process-wide state (the atfork handler): after the others.
     {"fork_after_parallel_run", test_fork_after_parallel_run},
     {"fork_after_foreign_openmp_use", test_fork_after_foreign_openmp_use},
@@ -829,6 +1180,8 @@ const Test kTests[] = {
 int main(int argc, char** argv) {
   if (argc == 2 && std::strcmp(argv[1], "--foreign-openmp-then-fork") == 0)
     return foreign_openmp_then_fork();
+  if (argc == 2 && std::strcmp(argv[1], "--no-creatable-threads") == 0)
+    return runs_without_creatable_threads();
   std::printf("gensamp core tests (SIMD level %s)\n", simd_level_name(simd_level()));
   int ran = 0;
   for (const Test& t : kTests) {

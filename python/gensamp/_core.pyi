@@ -83,3 +83,14 @@ def run(
 def vae_run(
     decoder: Mlp, n: int, seed: int, threads: int, tile: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+
+# What the engine allocates, in bytes (each heap block with a 16-byte header), so the Python
+# layer can refuse what cannot fit before anything is allocated.
+def run_bytes(
+    model: ScoreModel, schedule: Schedule, n: int, options: RunOptions
+) -> dict[str, int]: ...  # "levels": noise-level tables, "tiles": per-thread buffers
+def vae_run_bytes(decoder: Mlp, n: int, threads: int, tile: int) -> dict[str, int]: ...
+def mlp_bytes(
+    shapes: Sequence[tuple[int, int]], sigma_input: str, norm: int
+) -> int: ...  # an Mlp with these [out, in] layer shapes and normalisation length
+def mixture_bytes(K: int, d: int, full: bool) -> int: ...

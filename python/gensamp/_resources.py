@@ -109,12 +109,16 @@ def _available_memory() -> int | None:
     return avail
 
 
-def check_memory(nbytes: int, what: str) -> None:
+SAMPLING_HINT = "draw fewer chains, record less often (record_every) or sample in batches"
+
+
+def check_memory(nbytes: int, what: str, hint: str = SAMPLING_HINT) -> None:
+    """MemoryError naming the size when ``nbytes`` is over 80 % of what an allocation can get."""
     avail = _available_memory()
     if avail is None:  # pragma: no cover - nothing to measure against
         return
     if nbytes > 0.8 * avail:
         raise MemoryError(
             f"{what} would need {nbytes / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is "
-            "available; draw fewer chains, record less often (record_every) or sample in batches"
+            f"available; {hint}"
         )

@@ -169,6 +169,10 @@ class GaussianMixture:
         logp, _ = self._terms(x, 0.0)
         return np.argmax(logp, axis=1)
 
+    def _engine_bytes(self) -> int:
+        """What building :meth:`_engine` allocates."""
+        return _core.mixture_bytes(self.n_components, self.dim, self._cov is not None)
+
     def _engine(self) -> _core.Mixture:
         if self._engine_cache is None:
             if self._cov is None:

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _core
 from ._inputs import DEFAULT_N, as_model, with_defaults
-from ._resources import check_memory, resolve_threads
+from ._resources import SAMPLING_HINT, check_memory, resolve_threads
 from ._validate import F32_MAX, as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
@@ -48,17 +48,32 @@ class DivergenceWarning(RuntimeWarning):
         )
 
 
-def _scratch_bytes(model: Weights | GaussianMixture, n: int, threads: int, tile: int) -> int:
-    """The engine's per-tile buffers, one set per thread in flight (an upper bound)."""
-    width = min(n, -(-max(tile, 16) // 16) * 16)
-    tiles_in_flight = min(threads, -(-n // width))
-    d = model.dim
-    if isinstance(model, Weights):
-        widest = max([model.input_dim] + [W.shape[0] for W, _ in model.layers])
-        per_chain = 3 * d + 2 * widest + model.input_dim + model.output_dim
-    else:
-        per_chain = 3 * d
-    return 4 * per_chain * width * tiles_in_flight
+def _engine(model: Weights | GaussianMixture) -> _core.Mlp | _core.Mixture:
+    """The model's engine object; the first time, refused up front if it cannot fit."""
+    if model._engine_cache is None:
+        check_memory(
+            model._engine_bytes(),
+            "the engine's copy of this model (with the packed weights its kernels read)",
+            "use a smaller model",
+        )
+    return model._engine()
+
+
+def _check_run_memory(states: int, parts: dict[str, int], what: str, levels: int) -> None:
+    """Refuses a run whose output (``states`` bytes) and engine allocations do not fit. The
+    engine says what it will allocate (``_core.run_bytes``: noise-level tables, per-thread tile
+    buffers); a part over 1 % of the total is named in the message, the largest in the hint."""
+    total = states + parts["levels"] + parts["tiles"]
+    hint = SAMPLING_HINT
+    if parts["levels"] * 100 > total:
+        what += f" and the engine's tables for {levels} noise levels"
+        if parts["levels"] > max(states, parts["tiles"]):
+            hint = "use fewer noise levels"
+    if parts["tiles"] * 100 > total:
+        what += " and the engine's per-thread buffers"
+        if parts["tiles"] > max(states, parts["levels"]):
+            hint = "use fewer threads or a smaller tile"
+    check_memory(total, what, hint)
 
 
 def _at_most(v: int, name: str) -> int:
@@ -106,10 +121,10 @@ def _run(
     if steps >= 2**32 - 1:
         raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
     nrec = steps // record_every if record_every else 0
-    check_memory(
-        4 * n * d * (1 + nrec) + _scratch_bytes(model, n, threads, tile),
-        f"{n} chains x {nrec + 1} states x d={d} (float32)",
-    )
+    states = 4 * n * d * (1 + nrec)  # x and the trajectory, float32
+    what = f"{n} chains x {nrec + 1} states x d={d} (float32)"
+    check_memory(states, what)  # first alone: such an n may not even fit the engine's integers
+    engine = _engine(model)
     schedule = (
         _core.annealed_schedule(sigmas, eps, T)
         if annealed
@@ -118,7 +133,8 @@ def _run(
     options = _core.RunOptions(
         seed=seed, threads=threads, tile=tile, record_every=record_every, denoise=bool(denoise)
     )
-    x, traj, div = _core.run(model._engine(), schedule, n, x0, init_std, options)
+    _check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, len(sigmas))
+    x, traj, div = _core.run(engine, schedule, n, x0, init_std, options)
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=3)
     if record_every and traj is None:  # fewer steps than record_every: T // k = 0 states
@@ -242,11 +258,13 @@ def vae_sample(
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
-    check_memory(
-        4 * n * model.dim + _scratch_bytes(model, n, threads, tile),
-        f"{n} samples x d={model.dim} (float32)",
-    )
-    x, div = _core.vae_run(model._engine(), n, seed, threads, tile)
+    states = 4 * n * model.dim
+    what = f"{n} samples x d={model.dim} (float32)"
+    check_memory(states, what)
+    engine = _engine(model)
+    assert isinstance(engine, _core.Mlp)
+    _check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
+    x, div = _core.vae_run(engine, n, seed, threads, tile)
     if div.size:
         warnings.warn(DivergenceWarning(div, n), stacklevel=2)
     return x

@@ -292,6 +292,12 @@ class Weights:
             f"sigma_input={self._sigma_input!r}, divide_by_sigma={self._divide})"
         )
 
+    def _engine_bytes(self) -> int:
+        """What building :meth:`_engine` allocates: the weights and the packed copies of them
+        the engine's kernels read (many times the weights for a narrow layer)."""
+        norm = 0 if self._shift is None else len(self._shift)
+        return _core.mlp_bytes([W.shape for W, _ in self._layers], self._sigma_input, norm)
+
     def _engine(self) -> _core.Mlp:
         if self._engine_cache is None:
             self._engine_cache = _core.Mlp(

@@ -3,6 +3,7 @@
 // ([dim][width], width a multiple of kLane) so that the matrix kernels vectorise across chains.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,19 @@
 namespace gensamp {
 
 constexpr int kLane = 16;  // tile widths are padded to this many chains (one AVX-512 register)
+
+// Asked between pieces of long set-up work; true means stop now (Ctrl-C). May be empty.
+// Callers throttle it (see RunOptions::poll), so set-up code may call it often.
+using StopFn = std::function<bool()>;
+
+// Memory accounting. The *_bytes() functions below say what a call will allocate so that a run
+// can be refused before it starts: each heap block counts its elements plus kBlockOverhead
+// (the allocator's header), and every sum saturates instead of wrapping.
+constexpr uint64_t kBlockOverhead = 16;
+uint64_t sat_add(uint64_t a, uint64_t b);
+uint64_t sat_mul(uint64_t a, uint64_t b);
+// One block of `count` elements of `size` bytes; 0 for count 0 (std::vector allocates nothing).
+uint64_t block_bytes(uint64_t count, uint64_t size);
 
 enum class Act { identity, relu, leaky_relu, elu, silu, softplus, tanh, sigmoid, gelu, gelu_tanh };
 enum class SigmaInput { none, sigma, log_sigma };
@@ -33,9 +47,15 @@ class ScoreModel {
  public:
   virtual ~ScoreModel() = default;
   virtual int dim() const = 0;  // d: the chain state's width
-  // Precomputes everything that depends on the noise levels, once per run (may throw).
-  virtual std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const = 0;
+  // Precomputes everything that depends on the noise levels, once per run (may throw). This can
+  // take seconds (10^6 levels, full covariances), so it calls `stop` as it goes and returns
+  // nullptr as soon as that says so.
+  virtual std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas,
+                                          const StopFn& stop) const = 0;
   virtual std::unique_ptr<Workspace> workspace(int width) const = 0;
+  // What prepare() allocates for `levels` noise levels, and workspace(width), in bytes.
+  virtual uint64_t levels_bytes(uint64_t levels) const = 0;
+  virtual uint64_t workspace_bytes(int width) const = 0;
   // out[i*width + c] = score of chain c at level `level` of `lv` (normalised coordinates).
   // Thread-safe given distinct workspaces.
   virtual void score(const float* x, int width, const Levels& lv, int level, float* out,
@@ -62,11 +82,19 @@ struct MlpSpec {
 class Mlp final : public ScoreModel {
  public:
   explicit Mlp(MlpSpec spec);  // validates shapes; throws std::invalid_argument
+  // Bytes an Mlp built from a spec of these shapes holds: the spec's copy of the weights and the
+  // packed copies the kernels read (which can be many times the weights: a narrow layer is
+  // padded to 16 or 64 outputs). Reads only each layer's in/out and the normalisation's length;
+  // `spec` need not hold any weights.
+  static uint64_t bytes(const MlpSpec& spec);
   int dim() const override { return d_; }
   int input_dim() const { return spec_.layers.front().in; }
   int output_dim() const { return spec_.layers.back().out; }
-  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const override;
+  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas,
+                                  const StopFn& stop) const override;
   std::unique_ptr<Workspace> workspace(int width) const override;
+  uint64_t levels_bytes(uint64_t levels) const override;
+  uint64_t workspace_bytes(int width) const override;
   void score(const float* x, int width, const Levels& lv, int level, float* out,
              Workspace& ws) const override;
   // Raw network on a tile: x is [input_dim][width] including any sigma column the caller
@@ -82,9 +110,11 @@ class Mlp final : public ScoreModel {
   int d_ = 0, max_width_ = 0;
   std::vector<float> w0_data_;    // W0 without its sigma column (noise-conditional nets)
   std::vector<float> sigma_col_;  // that column
-  // Per layer: W transposed and zero-padded to a multiple of 16 outputs, and the padded bias
-  // (for the narrow-tile kernel). wt0_data_ is W0's transpose without the sigma column.
-  std::vector<std::vector<float>> wt_, b_pad_, wp_;  // wp_: 64-output panels (see LayerRef::WP)
+  // Per layer, for the narrow-tile kernel: W transposed and zero-padded to a multiple of 16
+  // outputs (wt_), or packed in 64-output panels (wp_, see LayerRef::WP); only the one the
+  // process's narrow kernel reads is built, the other stays empty. b_pad_: the padded bias.
+  // wt0_data_ / wp0_data_: the same for W0 without the sigma column.
+  std::vector<std::vector<float>> wt_, b_pad_, wp_;
   std::vector<float> wt0_data_, wp0_data_;
 };
 
@@ -95,9 +125,14 @@ class Mixture final : public ScoreModel {
   // (diagonal) or covs [K*d*d] (full, symmetric positive definite) is non-empty.
   Mixture(std::vector<double> weights, std::vector<double> means, int d,
           std::vector<double> variances, std::vector<double> covs);
+  // Bytes a Mixture of this shape holds, with the weights it is given while it is built.
+  static uint64_t bytes(int K, int d, bool full);
   int dim() const override { return d_; }
-  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas) const override;
+  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas,
+                                  const StopFn& stop) const override;
   std::unique_ptr<Workspace> workspace(int width) const override;
+  uint64_t levels_bytes(uint64_t levels) const override;
+  uint64_t workspace_bytes(int width) const override;
   void score(const float* x, int width, const Levels& lv, int level, float* out,
              Workspace& ws) const override;
 

@@ -12,12 +12,15 @@ namespace gensamp {
 
 struct RunOptions {
   uint64_t seed = 0;
-  int threads = 1;       // >= 1
+  // >= 1; an upper bound: a run starts fewer threads when no more can be created (a thread or
+  // address-space limit), rather than let the OpenMP runtime end the process.
+  int threads = 1;
   int tile = 64;         // chains per tile (rounded up to kLane)
   int record_every = 0;  // 0: no trajectory
   bool denoise = false;  // final Tweedie step x + sigma_L^2 s(x, sigma_L)
-  // Called now and then from the thread that started the run, never concurrently; returning
-  // true cancels the run (used for Ctrl-C). May be empty.
+  // Called now and then (every 50 ms at most) from the thread that started the run, never
+  // concurrently, during set-up (ScoreModel::prepare) and the chains alike; returning true
+  // cancels the run (used for Ctrl-C). May be empty.
   std::function<bool()> poll;
 };
 
@@ -47,6 +50,19 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
 // decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
 // x: [n][d] output in data space.
 RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt);
+
+// The memory the two calls above allocate besides x and traj (the caller's), so a caller can
+// refuse a run that cannot fit before anything is allocated: the noise-level tables, and one
+// tile's buffers per thread in flight. Left out: the list of diverged chains (8 bytes per
+// chain that ended non-finite, allocated after the tile buffers are freed) and the OpenMP
+// runtime's own per-thread state (thread stacks are checked separately, see RunOptions).
+struct RunBytes {
+  uint64_t levels = 0;  // ScoreModel::prepare()'s tables
+  uint64_t tiles = 0;   // per-tile state and model workspaces, all threads together
+};
+RunBytes run_langevin_bytes(const ScoreModel& model, const Schedule& sched, int64_t n,
+                            const RunOptions& opt);
+RunBytes vae_sample_bytes(const Mlp& decoder, int64_t n, const RunOptions& opt);
 
 // Maps row-major rows in [n][in_dim] to out [n][out_dim] through a function of feature-major
 // tiles, the layout ScoreModel::score and Mlp::forward work in: tile_fn(tile_in, tile_out) with
