@@ -12,6 +12,10 @@ namespace gensamp {
 
 struct RunOptions {
   uint64_t seed = 0;
+  // Global index of chain 0 of this run: its noise (and default start) is that of chain
+  // chain_offset + j, so runs over [a, b) reproduce rows a..b-1 of one run over [0, b) whatever
+  // the split. The caller keeps chain_offset + n <= 2^64.
+  uint64_t chain_offset = 0;
   int threads = 1;       // >= 1
   int tile = 64;         // chains per tile (rounded up to kLane)
   int record_every = 0;  // 0: no trajectory
@@ -35,7 +39,7 @@ Schedule plain_schedule(double sigma, double eps, int T);
 
 struct RunResult {
   bool cancelled = false;
-  std::vector<int64_t> diverged;  // chains whose final state is not finite
+  std::vector<int64_t> diverged;  // rows of x (local, 0..n-1) whose final state is not finite
 };
 
 // x: [n][d] row-major, data space. On entry holds x0 unless init_std > 0, in which case the
