@@ -15,5 +15,5 @@ PYBIN="$VENV/bin/python"
 WERROR=OFF
 if [ "${CI:-}" = "true" ]; then WERROR=ON; fi
 "$PYBIN" -m pip install -q --disable-pip-version-check -c constraints.txt \
-  -C cmake.define.GENSAMP_WERROR="$WERROR" ".[test]"
+  -C cmake.define.GENSAMP_WERROR="$WERROR" ".[test,distributed]"
 export PYBIN
