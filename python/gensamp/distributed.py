@@ -353,7 +353,8 @@ def vae_sample(
 
 def connect(address: str, timeout: float = 10.0) -> Any:
     """A ``dask.distributed.Client`` for the scheduler at ``address`` (e.g.
-    ``tcp://10.0.0.5:8786``), made the current one; OSError if none answers in ``timeout`` s."""
+    ``tcp://scheduler-host:8786``), made the current one; OSError if none answers within
+    ``timeout`` seconds."""
     from distributed import Client
 
     return Client(address, timeout=f"{timeout}s")
