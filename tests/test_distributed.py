@@ -272,6 +272,32 @@ def test_zarr_round_trip_and_overwrite_refusal(client, local_results, tmp_path):
         D.to_zarr(_dist("vae", 50_000), store2)
 
 
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "gensamp", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_writes_zarr_on_the_cluster_and_locally(cluster, tmp_path, local_results):
+    cl, _ = cluster
+    model = tmp_path / "ncsn.safetensors"
+    MODELS["ncsn"].save(model)
+    out = str(tmp_path / "s.zarr")
+    args = ["sample", str(model), "--n", str(N), "--seed", "11", "--chunks", "30000"]
+    r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "4 shards on tcp://127.0.0.1" in r.stdout
+    assert np.array_equal(da.from_zarr(out).compute(), local_results["ncsn"])
+    r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", out)
+    assert r.returncode == 2 and "already exists: pass --overwrite" in r.stderr
+    r = _cli(*args, "--out", out, "--overwrite")  # no scheduler: this machine's cores
+    assert r.returncode == 0, r.stderr
+    assert "locally" in r.stdout
+    assert np.array_equal(da.from_zarr(out).compute(), local_results["ncsn"])
+    r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", str(tmp_path / "s.npy"))
+    assert r.returncode == 2 and ".zarr" in r.stderr
+
+
 def test_import_gensamp_does_not_import_dask():
     code = "import sys, gensamp; assert not [m for m in sys.modules if m.startswith('dask')]"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -86,6 +86,9 @@ def cmd_sample(a: argparse.Namespace) -> None:
     kind = a.sampler
     if kind == "auto":
         kind = {"vae_decoder": "vae", "ncsn": "annealed", "score": "langevin"}[w.role]
+    if a.out.endswith(".zarr") or a.scheduler:
+        _sample_zarr(a, w, kind)
+        return
     if kind == "vae":
         x = samplers.vae_sample(w, a.n, seed=a.seed, threads=a.threads)
     elif kind == "annealed":
@@ -101,6 +104,44 @@ def cmd_sample(a: argparse.Namespace) -> None:
         x = samplers.langevin(w, eps, T, n=a.n, seed=a.seed, threads=a.threads, sigma=sigma)
     np.save(a.out, x)
     print(f"{len(x)} samples (d={x.shape[1]}, {kind}) written to {a.out}")
+
+
+def _sample_zarr(a: argparse.Namespace, w: Any, kind: str) -> None:
+    """`--out x.zarr`: the samples as a Dask array written shard by shard (never whole in
+    memory), on the cluster at --scheduler or on this machine's cores."""
+    try:
+        from . import distributed as D  # dask loads only for .zarr outputs
+    except ImportError as exc:  # the optional dependency group is not installed
+        raise ValueError(str(exc)) from None
+
+    if not a.out.endswith(".zarr"):
+        raise ValueError("--scheduler writes a zarr store: give --out a name ending in .zarr")
+    if os.path.exists(a.out) and not a.overwrite:
+        raise ValueError(f"{a.out} already exists: pass --overwrite to replace it")
+    client = D.connect(a.scheduler) if a.scheduler else None
+    try:
+        kw: dict[str, Any] = dict(chunks=a.chunks, client=client, seed=a.seed, threads=a.threads)
+        if kind == "vae":
+            x = D.vae_sample(w, a.n, **kw)
+        elif kind == "annealed":
+            x = D.annealed_langevin(w, a.sigmas, a.eps, a.T, n=a.n, denoise=a.denoise, **kw)
+        else:
+            eps = a.eps if a.eps is not None else w.sampler.get("eps")
+            T = a.T if a.T is not None else w.sampler.get("T")
+            if eps is None or T is None:
+                raise ValueError("this model stores no Langevin defaults: pass --eps and --T")
+            stored = w.sampler["sigmas"][-1] if w.conditioned else None
+            sigma = a.sigmas[-1] if a.sigmas else stored
+            x = D.langevin(w, eps, T, n=a.n, sigma=sigma, **kw)
+        D.to_zarr(x, a.out, overwrite=a.overwrite, attrs={"sampler": kind, "seed": a.seed})
+    finally:
+        if client is not None:
+            client.close()
+    where = f"on {a.scheduler}" if a.scheduler else "locally"
+    print(
+        f"{x.shape[0]} samples (d={x.shape[1]}, {kind}, {x.numblocks[0]} shards {where}) "
+        f"written to {a.out}"
+    )
 
 
 def cmd_plot(a: argparse.Namespace) -> None:
@@ -194,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive_int)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help=".npy file to write")
+    s.add_argument(
+        "--scheduler",
+        help="Dask scheduler address (e.g. tcp://scheduler-host:8786): sample on that cluster; "
+        "needs --out NAME.zarr (pip install 'gensamp[distributed]')",
+    )
+    s.add_argument(
+        "--chunks",
+        type=_positive_int,
+        default=1_000_000,
+        help="chains per Dask task for .zarr outputs (default 1000000)",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing .zarr store")
     s.set_defaults(fn=cmd_sample)
 
     pl = sub.add_parser("plot", help="plot samples (histogram for 1D, scatter for 2D+)")
