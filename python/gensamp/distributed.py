@@ -48,6 +48,7 @@ does not load it.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,6 +57,9 @@ import numpy as np
 try:
     import dask
     import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+    from dask.task_spec import DataNode, Task, TaskRef
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("gensamp.distributed needs dask: pip install 'gensamp[distributed]'") from exc
 
@@ -149,9 +153,9 @@ def _check_client(client: Any) -> None:
         raise ValueError(f"client is {client.status}: connect a running Client")
 
 
-def _x0_blocks(x0: Any, n: Any, d: int, sizes_of: Any) -> tuple[int, list[Any] | None]:
-    """(n, x0 per shard) for a dask x0, whose values are checked by each shard on its worker;
-    (n, None) when x0 is not a dask array (checked whole by the caller)."""
+def _dask_x0(x0: Any, n: Any, d: int, sizes_of: Any) -> tuple[Any, Any]:
+    """(n, x0 rechunked to the shards) for a dask x0, whose values each shard checks on its
+    worker; (n, None) for any other x0 (checked whole by the caller)."""
     if not isinstance(x0, da.Array):
         return n, None
     if x0.ndim == 1 and d == 1:
@@ -165,8 +169,7 @@ def _x0_blocks(x0: Any, n: Any, d: int, sizes_of: Any) -> tuple[int, list[Any] |
         raise ValueError(f"x0 has {rows} rows but n={n}")
     if rows == 0:
         raise ValueError("x0 is empty")
-    blocks = x0.rechunk((sizes_of(rows), (d,))).to_delayed().ravel().tolist()
-    return rows, blocks
+    return rows, x0.rechunk((sizes_of(rows), (d,)))
 
 
 def _build(
@@ -176,42 +179,62 @@ def _build(
     sizes: tuple[int, ...],
     chain_offset: int,
     x0: np.ndarray | None,
-    x0_blocks: list[Any] | None,
+    x0_dask: Any,
     nrec: int,
 ) -> Any:
+    """The dask array(s): one task per shard, keyed as the array's own chunks, so that Dask
+    schedules exactly one task per shard (a from_delayed/concatenate graph costs two)."""
     d = model.dim
     payload = _payload(model)
-    token = dask.base.tokenize(payload, sampler, settings, sizes, chain_offset, x0, x0_blocks)
-    model_node = dask.delayed(payload, name=f"gensamp-model-{token}", traverse=False)
+    token = tokenize(
+        payload,
+        sampler,
+        settings,
+        sizes,
+        chain_offset,
+        x0,
+        None if x0_dask is None else x0_dask.name,
+    )
     name = f"gensamp-{sampler.replace('_', '-')}-{token}"
-    xs, trajs = [], []
+    model_key = f"gensamp-model-{token}"
+    shard_layer: dict[Any, Any] = {model_key: DataNode(model_key, payload)}
+    x_layer: dict[Any, Any] = {}
+    t_layer: dict[Any, Any] = {}
     start = 0
     for i, count in enumerate(sizes):
-        if x0_blocks is not None:
-            block = x0_blocks[i]
+        if x0_dask is not None:
+            block: Any = TaskRef((x0_dask.name, i, 0))
         else:
             block = None if x0 is None else x0[start : start + count]
-        task = dask.delayed(_shard, pure=True, nout=2 if nrec >= 0 else None)(
-            model_node,
-            sampler,
-            settings,
-            chain_offset + start,
-            count,
-            block,
-            dask_key_name=f"{name}-{i}",
-        )
-        xd, td = task if nrec >= 0 else (task, None)
-        meta = np.empty((0, d), np.float32)
-        xs.append(da.from_delayed(xd, shape=(count, d), dtype=np.float32, meta=meta))
-        if td is not None:
-            trajs.append(
-                da.from_delayed(td, shape=(nrec, count, d), dtype=np.float32, meta=meta[None])
-            )
+        args = (TaskRef(model_key), sampler, settings, chain_offset + start, count, block)
+        if nrec < 0:
+            shard_layer[(name, i, 0)] = Task((name, i, 0), _shard, *args)
+        else:  # the shard returns (x, trajectory): each array takes its half
+            key = (f"{name}-shard", i)
+            shard_layer[key] = Task(key, _shard, *args)
+            x_layer[(name, i, 0)] = Task((name, i, 0), operator.getitem, TaskRef(key), 0)
+            tkey = (f"{name}-trajectory", 0, i, 0)
+            t_layer[tkey] = Task(tkey, operator.getitem, TaskRef(key), 1)
         start += count
-    x = xs[0] if len(xs) == 1 else da.concatenate(xs, axis=0)
+    layers: dict[str, Any] = {}
+    deps: dict[str, set[str]] = {}
+    inputs = set()
+    if x0_dask is not None:
+        graph = x0_dask.__dask_graph__()
+        layers.update(graph.layers)
+        deps.update(graph.dependencies)
+        inputs = set(x0_dask.__dask_layers__())
+    shards = name if nrec < 0 else f"{name}-shard"
+    layers[shards], deps[shards] = shard_layer, inputs
+    meta = np.empty((0, d), np.float32)
     if nrec < 0:
-        return x
-    traj = trajs[0] if len(trajs) == 1 else da.concatenate(trajs, axis=1)
+        return da.Array(HighLevelGraph(layers, deps), name, (sizes, (d,)), meta=meta)
+    layers[name], deps[name] = x_layer, {shards}
+    tname = f"{name}-trajectory"
+    layers[tname], deps[tname] = t_layer, {shards}
+    graph = HighLevelGraph(layers, deps)
+    x = da.Array(graph, name, (sizes, (d,)), meta=meta)
+    traj = da.Array(graph, tname, ((nrec,), sizes, (d,)), meta=meta[None])
     return x, traj
 
 
@@ -234,8 +257,8 @@ def _langevin_family(
 ) -> Any:
     _check_client(client)
     threads = _threads(threads)
-    n, blocks = _x0_blocks(x0, n, model.dim, lambda rows: _chunk_sizes(chunks, rows))
-    local_x0 = None if blocks is not None else x0
+    n, x0_dask = _dask_x0(x0, n, model.dim, lambda rows: _chunk_sizes(chunks, rows))
+    local_x0 = None if x0_dask is not None else x0
     # the same checks as the local call, on the whole run
     n, local_x0, seed, record_every, tile, chain_offset = samplers._run_args(
         model, steps, n, local_x0, **run
@@ -243,7 +266,7 @@ def _langevin_family(
     settings = dict(schedule, seed=seed, threads=threads, record_every=record_every, tile=tile)
     nrec = steps // record_every if record_every else -1
     sizes = _chunk_sizes(chunks, n)
-    return _build(model, sampler, settings, sizes, chain_offset, local_x0, blocks, nrec)
+    return _build(model, sampler, settings, sizes, chain_offset, local_x0, x0_dask, nrec)
 
 
 def langevin(
