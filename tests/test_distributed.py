@@ -122,8 +122,9 @@ def cluster():
         started = _descendants() - before
         assert len(started) >= 2  # the worker processes (and their nannies' children)
         yield cl, client
+    # every process started since, the worker a nanny restarted after the kill test included
     deadline = time.monotonic() + 20
-    while (left := started & _descendants()) and time.monotonic() < deadline:
+    while (left := _descendants() - before) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"processes left after the cluster closed: {left}"
 
