@@ -19,6 +19,6 @@ WERROR=OFF
 if [ "${CI:-}" = "true" ]; then WERROR=ON; fi
 echo "== building gensamp (C++ extension) and installing it with its test tools (about a minute)..."
 "$PYBIN" -m pip install -q --disable-pip-version-check -c constraints.txt \
-  -C cmake.define.GENSAMP_WERROR="$WERROR" ".[test]"
+  -C cmake.define.GENSAMP_WERROR="$WERROR" ".[test,distributed]"
 echo "== set-up done: $PYBIN"
 export PYBIN

@@ -46,6 +46,10 @@ SIG = [1.0, 0.5]
         (dict(threads=0), ValueError, "threads must be in"),
         (dict(record_every=-1), ValueError, "record_every must be >= 0"),
         (dict(denoise="yes"), TypeError, "denoise must be a bool"),
+        (dict(chain_offset=-1), ValueError, "chain_offset must be >= 0"),
+        (dict(chain_offset=1.5), TypeError, "chain_offset must be an integer"),
+        (dict(chain_offset=True), TypeError, "chain_offset must be an integer"),
+        (dict(chain_offset=2**64 - 3), ValueError, r"chain_offset \+ n must be <= 2\^64"),
     ],
 )
 def test_annealed_bad_arguments(w, kwargs, exc, match):
@@ -87,6 +91,12 @@ def test_vae_sample_bad_arguments(w):
         gensamp.vae_sample(dec, 0)
     with pytest.raises(TypeError, match="not langevin"):
         gensamp.langevin(dec, 0.1, 2)
+    with pytest.raises(ValueError, match=r"chain_offset \+ n must be <= 2\^64"):
+        gensamp.vae_sample(dec, 10, chain_offset=2**64 - 9)
+    with pytest.raises(ValueError, match="chain_offset must be >= 0"):
+        gensamp.reference.vae_sample(dec, 10, chain_offset=-1)
+    # the last chain index is 2^64 - 1: allowed
+    assert gensamp.vae_sample(dec, 10, chain_offset=2**64 - 10).shape == (10, 2)
 
 
 def test_odd_arrays_are_converted_not_refused(gm):

@@ -141,3 +141,30 @@ def test_wide_and_high_dimensional_parity(act, mode):
         b = ref.annealed_langevin(w, SIGMAS, 1e-3, 250, x0=x0, seed=5)
     assert np.std(b - x0) > 0.3
     assert_parity(a, b, f"{act}/{mode} d={d} width={width}")
+
+
+@pytest.mark.parametrize("offset", [5, 2**33 + 7, 2**64 - N])
+def test_parity_with_a_chain_offset(offset):
+    """The reference takes chain_offset the same way: global chain indices in the counter,
+    for the noise and the default starting points, across the 2^32 word boundary too."""
+    net = random_mlp(2, 32, "silu", "log_sigma", seed=12)
+    w = gensamp.export(
+        net, sigma_input="log_sigma", divide_by_sigma=True, shift=[1.0, -1.0], scale=[0.5, 2.0]
+    )
+    a = gensamp.annealed_langevin(w, SIGMAS, 1e-3, 100, n=N, seed=6, chain_offset=offset)
+    b = ref.annealed_langevin(w, SIGMAS, 1e-3, 100, n=N, seed=6, chain_offset=offset)
+    assert_parity(a, b, f"annealed, chain_offset={offset}")
+    # and it is not the run without the offset
+    assert not np.allclose(a, gensamp.annealed_langevin(w, SIGMAS, 1e-3, 100, n=N, seed=6))
+    gm = gensamp.GaussianMixture([1, 3], [[-2.0, 0.0], [2.0, 1.0]], stds=[0.5, 1.0])
+    a = gensamp.langevin(gm, 0.05, 200, n=N, seed=4, chain_offset=offset)
+    b = ref.langevin(gm, 0.05, 200, n=N, seed=4, chain_offset=offset)
+    assert_parity(a, b, f"mixture plain, chain_offset={offset}")
+    import torch
+
+    dec = random_mlp(3, 32, "relu", seed=2)
+    dec[-1] = torch.nn.Linear(32, 4)
+    v = gensamp.export(dec, role="vae_decoder", shift=[1.0, -2.0], scale=[2.0, 3.0])
+    a = gensamp.vae_sample(v, N, seed=3, chain_offset=offset)
+    b = ref.vae_sample(v, N, seed=3, chain_offset=offset)
+    assert_parity(a, b, f"vae, chain_offset={offset}")

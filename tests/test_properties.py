@@ -254,11 +254,14 @@ VALID = {
     # float32 must hold it as a normal number (the engine's precision)
     "eps": lambda v: _real(v) and math.isfinite(float(v)) and F32_TINY <= float(v) < F32_MAX,
     "T": lambda v: _integral(v) is not None and 1 <= _integral(v) <= 2**31 - 1,
-    "n": lambda v: v is None or (_integral(v) is not None and _integral(v) >= 1),
+    # n chains have n distinct 64-bit indices
+    "n": lambda v: v is None or (_integral(v) is not None and 1 <= _integral(v) <= 2**64),
     "seed": lambda v: _integral(v) is not None and 0 <= _integral(v) < 2**64,
     "threads": lambda v: v is None or (_integral(v) is not None and 1 <= _integral(v) <= 4096),
     "record_every": lambda v: _integral(v) is not None and 0 <= _integral(v) <= 2**31 - 1,
     "tile": lambda v: v is None or (_integral(v) is not None and 1 <= _integral(v) <= 65536),
+    # with n = 20 below: the last chain index chain_offset + 19 must fit in 64 bits
+    "chain_offset": lambda v: _integral(v) is not None and 0 <= _integral(v) <= 2**64 - 20,
     "sigma": lambda v: (
         v is None or (_real(v) and (float(v) == 0 or F32_TINY <= float(v) <= F32_MAX))
     ),
@@ -269,6 +272,7 @@ VALID = {
 @given(st.sampled_from(sorted(VALID)), st.sampled_from(ODD_VALUES))
 def test_every_scalar_argument_is_validated_at_the_edge(name, value):
     args = dict(eps=0.05, T=2, n=20, seed=1, threads=1, record_every=0, tile=None, sigma=None)
+    args["chain_offset"] = 0
     args[name] = value
     valid = VALID[name](value)
     if valid and name == "T" and _integral(value) > 50:

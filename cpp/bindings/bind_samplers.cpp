@@ -63,7 +63,8 @@ py::tuple run(std::shared_ptr<ScoreModel> model_ptr, std::shared_ptr<Schedule> s
   return py::make_tuple(x, traj ? py::object(*traj) : py::object(py::none()), div);
 }
 
-py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int threads, int tile) {
+py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int threads, int tile,
+                  uint64_t chain_offset) {
   const Mlp& dec = *dec_ptr;
   if (n < 1) throw py::value_error("n must be >= 1");
   // An odd width would leave the last output row outside the [2d][width] tile.
@@ -73,6 +74,7 @@ py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int th
   opt.seed = seed;
   opt.threads = threads;
   opt.tile = tile;
+  opt.chain_offset = chain_offset;
   opt.poll = poll_signals;
   float* xp = x.mutable_data();
   RunResult res;
@@ -107,9 +109,11 @@ std::map<std::string, uint64_t> vae_run_bytes(const Mlp& dec, int64_t n, int thr
 // The core's RunOptions less the Ctrl-C poll, which the binding supplies.
 void bind_run_options(py::module_& m) {
   py::class_<RunOptions>(m, "RunOptions")
-      .def(py::init([](uint64_t seed, int threads, int tile, int record_every, bool denoise) {
+      .def(py::init([](uint64_t seed, int threads, int tile, int record_every, bool denoise,
+                       uint64_t chain_offset) {
              RunOptions o;
              o.seed = seed;
+             o.chain_offset = chain_offset;
              o.threads = threads;
              o.tile = tile;
              o.record_every = record_every;
@@ -117,12 +121,13 @@ void bind_run_options(py::module_& m) {
              return o;
            }),
            py::kw_only(), py::arg("seed") = 0, py::arg("threads") = 1, py::arg("tile") = 64,
-           py::arg("record_every") = 0, py::arg("denoise") = false)
+           py::arg("record_every") = 0, py::arg("denoise") = false, py::arg("chain_offset") = 0)
       .def_readwrite("seed", &RunOptions::seed)
       .def_readwrite("threads", &RunOptions::threads)
       .def_readwrite("tile", &RunOptions::tile)
       .def_readwrite("record_every", &RunOptions::record_every)
-      .def_readwrite("denoise", &RunOptions::denoise);
+      .def_readwrite("denoise", &RunOptions::denoise)
+      .def_readwrite("chain_offset", &RunOptions::chain_offset);
 }
 
 // Built only by the two functions here, so every Schedule Python holds is well formed.
@@ -145,7 +150,7 @@ void bind_runs(py::module_& m) {
   m.def("run", &run, py::arg("model"), py::arg("schedule"), py::arg("n"), py::arg("x0"),
         py::arg("init_std"), py::arg("options"));
   m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"),
-        py::arg("tile"));
+        py::arg("tile"), py::arg("chain_offset") = 0);
   m.def("run_bytes", &run_bytes, py::arg("model"), py::arg("schedule"), py::arg("n"),
         py::arg("options"));
   m.def("vae_run_bytes", &vae_run_bytes, py::arg("decoder"), py::arg("n"), py::arg("threads"),

@@ -219,7 +219,7 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
     };
 
     if (init_std > 0) {
-      tile_normals(opt.seed, uint64_t(j0), w, kInitStep, d, u.data(), width);
+      tile_normals(opt.seed, opt.chain_offset + uint64_t(j0), w, kInitStep, d, u.data(), width);
       const float k = float(init_std);
       for (int i = 0; i < d; ++i)
         for (int c = 0; c < w; ++c) u[size_t(i) * width + c] *= k;
@@ -239,8 +239,8 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
         if (st.cancel.load(std::memory_order_relaxed)) return;
         model.score(u.data(), width, *levels, int(l), s.data(), *ws);
         // x <- x + (alpha/2) s(x, sigma) + sqrt(alpha) z   (the seed deck's convention)
-        tile_langevin_update(opt.seed, uint64_t(j0), w, uint32_t(gstep), d, u.data(), s.data(),
-                             width, half, root);
+        tile_langevin_update(opt.seed, opt.chain_offset + uint64_t(j0), w, uint32_t(gstep), d,
+                             u.data(), s.data(), width, half, root);
         if (opt.record_every > 0 && (gstep + 1) % opt.record_every == 0) {
           float* dst = traj + ((gstep + 1) / opt.record_every - 1) * n * d;
           for (int c = 0; c < w; ++c)
@@ -277,8 +277,8 @@ RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt)
         e(size_t(d) * width, 0.f);
     auto ws = dec.workspace(width);
     // z ~ N(0, I) from step 0 of chain j's stream, the decoder noise from step 1.
-    tile_normals(opt.seed, uint64_t(j0), w, 0u, k, zin.data(), width);
-    tile_normals(opt.seed, uint64_t(j0), w, 1u, d, e.data(), width);
+    tile_normals(opt.seed, opt.chain_offset + uint64_t(j0), w, 0u, k, zin.data(), width);
+    tile_normals(opt.seed, opt.chain_offset + uint64_t(j0), w, 1u, d, e.data(), width);
     dec.forward(zin.data(), width, out.data(), *ws);
     for (int c = 0; c < w; ++c)
       for (int i = 0; i < d; ++i) {

@@ -52,6 +52,7 @@ class RunOptions:
     tile: int
     record_every: int  # 0: no trajectory
     denoise: bool
+    chain_offset: int  # global index of row 0's chain (noise and default start)
     def __init__(
         self,
         *,
@@ -60,6 +61,7 @@ class RunOptions:
         tile: int = 64,
         record_every: int = 0,
         denoise: bool = False,
+        chain_offset: int = 0,
     ) -> None: ...
 
 class Schedule:  # built by annealed_schedule / plain_schedule only
@@ -80,9 +82,11 @@ def run(
     init_std: float,
     options: RunOptions,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, npt.NDArray[np.int64]]: ...
+
+# (x, trajectory, diverged rows: local indices 0..n-1, not offset by chain_offset)
 def vae_run(
-    decoder: Mlp, n: int, seed: int, threads: int, tile: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    decoder: Mlp, n: int, seed: int, threads: int, tile: int, chain_offset: int = 0
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...  # diverged: local rows
 
 # What the engine allocates, in bytes (each heap block with a 16-byte header), so the Python
 # layer can refuse what cannot fit before anything is allocated.

@@ -4,6 +4,7 @@ One rule per kind of argument, used by every public function:
 
 * :func:`as_int` -- an integer (numpy integers and integral floats such as ``1e6`` accepted,
   bools refused) within bounds;
+* :func:`as_chain_offset` -- the global index of a call's first chain (0 <= a, a + n <= 2^64);
 * :func:`as_pos_float` -- a finite real > 0 (or >= 0);
 * :func:`as_bool` -- a real bool (numpy's included), nothing truthy;
 * :func:`as_sigmas` -- a noise schedule: finite, > 0, strictly decreasing;
@@ -62,6 +63,20 @@ def as_int(v: Any, name: str, lo: int, hi: int | None = None) -> int:
     if v < lo or (hi is not None and v > hi):
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ValueError(f"{name} must be {bound}, got {v}")
+    return v
+
+
+CHAINS_MAX = 2**64  # chain indices are 64-bit Philox counter words (j mod 2^32, j div 2^32)
+
+
+def as_chain_offset(v: Any, n: int, name: str = "chain_offset") -> int:
+    """The global index of a call's first chain: an int >= 0 with v + n <= 2^64, so that every
+    chain of the call has an index of its own (none wraps onto chain 0)."""
+    v = as_int(v, name, 0)
+    if v + n > CHAINS_MAX:
+        raise ValueError(
+            f"{name} + n must be <= 2^64 (chain indices are 64-bit), got {name}={v} and n={n}"
+        )
     return v
 
 

@@ -522,6 +522,46 @@ def _divergence_advice(kind: str, a: argparse.Namespace) -> str:
     return "use a smaller --eps and a larger --T"
 
 
+def _sample_zarr(a: argparse.Namespace, w: Any, kind: str) -> None:
+    """`--out x.zarr`: the samples as a Dask array written shard by shard (never whole in
+    memory), on the cluster at --scheduler or on this machine's cores."""
+    if not a.out.lower().endswith(".zarr"):
+        raise CliError("--scheduler writes a zarr store: give --out a name ending in .zarr")
+    if os.path.exists(a.out) and not (a.overwrite or a.force):
+        raise CliError(f"{a.out} already exists: pass --overwrite to replace it")
+    try:
+        from . import distributed as D  # dask loads only for .zarr outputs
+    except ImportError as exc:  # the optional dependency group is not installed
+        raise CliError(str(exc), RUNTIME) from None
+
+    client = D.connect(a.scheduler) if a.scheduler else None
+    try:
+        kw: dict[str, Any] = dict(chunks=a.chunks, client=client, seed=a.seed, threads=a.threads)
+        if kind == "vae":
+            x = D.vae_sample(w, a.n, **kw)
+        elif kind == "annealed":
+            x = D.annealed_langevin(w, a.sigmas, a.eps, a.T, n=a.n, denoise=a.denoise, **kw)
+        else:
+            eps = a.eps if a.eps is not None else w.sampler.get("eps")
+            T = a.T if a.T is not None else w.sampler.get("T")
+            if eps is None or T is None:
+                raise ValueError("this model stores no Langevin defaults: pass --eps and --T")
+            stored = w.sampler["sigmas"][-1] if w.conditioned else None
+            sigma = a.sigmas[-1] if a.sigmas else stored
+            x = D.langevin(w, eps, T, n=a.n, sigma=sigma, **kw)
+        D.to_zarr(
+            x, a.out, overwrite=a.overwrite or a.force, attrs={"sampler": kind, "seed": a.seed}
+        )
+    finally:
+        if client is not None:
+            client.close()
+    where = f"on {a.scheduler}" if a.scheduler else "locally"
+    print(
+        f"{x.shape[0]} samples (d={x.shape[1]}, {kind}, {x.numblocks[0]} shards {where}) "
+        f"written to {a.out}"
+    )
+
+
 def _write_samples(x: np.ndarray, out: str) -> None:
     with _atomic(out) as tmp, open(tmp, "wb") as fh:
         if out.lower().endswith(".csv"):
@@ -533,6 +573,11 @@ def _write_samples(x: np.ndarray, out: str) -> None:
 
 
 def cmd_sample(a: argparse.Namespace) -> int:
+    if a.scheduler or a.out.lower().endswith(".zarr"):
+        w = _load_weights(a.model)
+        kind, _, _ = _plan_sample(a, w)  # the same checks and advice as a local run
+        _sample_zarr(a, w, kind)
+        return 0
     out = _check_out(a.out, "--out", (".npy", ".csv"), [a.model], a.force)
     w = _load_weights(a.model)
     kind, what, call = _plan_sample(a, w)
@@ -792,9 +837,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
     s.add_argument("--threads", type=_threads, help=_threads_help("the engine"))
     s.add_argument("--seed", type=_seed, default=0, help="noise seed; results depend only on it")
-    s.add_argument("--out", required=True, help="file to write: .npy or .csv; must not exist")
+    s.add_argument(
+        "--out",
+        required=True,
+        help="file to write: .npy or .csv (or a .zarr store, see --scheduler); must not exist",
+    )
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.add_argument(
+        "--scheduler",
+        help="Dask scheduler address (e.g. tcp://scheduler-host:8786): sample on that cluster; "
+        "needs --out NAME.zarr (pip install 'gensamp[distributed]')",
+    )
+    s.add_argument(
+        "--chunks",
+        type=_positive_int,
+        default=1_000_000,
+        help="chains per Dask task for .zarr outputs (default 1000000)",
+    )
+    s.add_argument("--overwrite", action="store_true", help="replace an existing .zarr store")
     s.set_defaults(fn=cmd_sample)
 
     pl = add(

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import activations as A
 from ._inputs import DEFAULT_N, as_model, with_defaults
-from ._validate import as_int, as_pos_float, as_rows, as_sigmas
+from ._validate import as_chain_offset, as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
 
@@ -132,7 +132,12 @@ def _affine(model: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(model.dim), np.ones(model.dim)
 
 
-def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise):
+def _chains(offset: int, n: int) -> np.ndarray:
+    """Global chain indices offset .. offset + n - 1 (uint64: they may pass 2^63)."""
+    return np.uint64(offset) + np.arange(n, dtype=np.uint64)
+
+
+def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise, chain_offset):
     d = model.dim
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     record_every = as_int(record_every, "record_every", 0)
@@ -143,8 +148,9 @@ def _run(model, sigmas, alphas, T, n, x0, init_std, seed, record_every, denoise)
         u = (x0.astype(np.float64) - shift) / scale
     else:
         n = as_int(DEFAULT_N if n is None else n, "n", 1)
-        u = init_std * normals(seed, np.arange(n), INIT_STEP, d)
-    chains = np.arange(n)
+    chains = _chains(as_chain_offset(chain_offset, n), n)
+    if x0 is None:
+        u = init_std * normals(seed, chains, INIT_STEP, d)
     traj = []
     step = 0
     for sigma, alpha in zip(sigmas, alphas):
@@ -175,6 +181,7 @@ def langevin(
     record_every: int = 0,
     sigma: float | None = None,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> Any:
     """Reference for :func:`gensamp.langevin` (threads and tile are accepted and ignored)."""
     model = as_model(weights)
@@ -183,7 +190,7 @@ def langevin(
     eps = as_pos_float(eps, "eps")
     T = as_int(T, "T", 1)
     sig = 0.0 if sigma is None else float(sigma)
-    return _run(model, [sig], [eps], T, n, x0, 1.0, seed, record_every, False)
+    return _run(model, [sig], [eps], T, n, x0, 1.0, seed, record_every, False, chain_offset)
 
 
 def annealed_langevin(
@@ -199,6 +206,7 @@ def annealed_langevin(
     denoise: bool = False,
     record_every: int = 0,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> Any:
     """Reference for :func:`gensamp.annealed_langevin` (Algorithm 1, float64)."""
     model = as_model(weights)
@@ -213,7 +221,7 @@ def annealed_langevin(
     eps = as_pos_float(eps, "eps")
     T = as_int(T, "T", 1)
     alphas = [eps * s**2 / sig[-1] ** 2 for s in sig]
-    return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise)
+    return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise, chain_offset)
 
 
 def vae_sample(
@@ -223,6 +231,7 @@ def vae_sample(
     seed: int = 0,
     threads: int | None = None,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> np.ndarray:
     """Reference for :func:`gensamp.vae_sample`."""
     model = as_model(decoder)
@@ -233,7 +242,7 @@ def vae_sample(
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     d, k = model.dim, model.latent_dim
-    chains = np.arange(n)
+    chains = _chains(as_chain_offset(chain_offset, n), n)
     out = forward(model, normals(seed, chains, 0, k))
     mu, logvar = out[:, :d], out[:, d:]
     x_u = mu + np.exp(0.5 * logvar) * normals(seed, chains, 1, d)

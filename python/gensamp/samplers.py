@@ -15,6 +15,11 @@ data space for a GaussianMixture or a network exported without normalisation).
 Noise: chain j at global step t (t = level * T + step) uses Philox4x32-10 with counter
 (k, t, j mod 2^32, j div 2^32) and key (seed mod 2^32, seed div 2^32), Box-Muller on each
 output word pair. Results are bit-identical for any thread count and tiling.
+
+Shards: ``chain_offset=a`` makes row i of a call chain a + i, its noise and default start
+included, so chains [a, b) sampled with ``chain_offset=a, n=b-a`` are rows a..b-1 of the call
+over [0, b), bit for bit, however a run is cut (what :mod:`gensamp.distributed` relies on).
+Chain indices are 64-bit: chain_offset + n <= 2^64.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 from . import _core
 from ._inputs import DEFAULT_N, as_model, with_defaults
 from ._resources import SAMPLING_HINT, check_memory, resolve_threads
-from ._validate import F32_MAX, as_int, as_pos_float, as_rows, as_sigmas
+from ._validate import F32_MAX, as_chain_offset, as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
 
@@ -36,14 +41,20 @@ _INT_MAX = 2**31 - 1  # T, record_every: C int in the engine
 
 
 class DivergenceWarning(RuntimeWarning):
-    """Some chains ended non-finite. ``indices`` lists them; their rows are NaN/Inf."""
+    """Some chains ended non-finite. ``indices`` lists their rows in the returned array (NaN/Inf
+    there); ``chains`` their global chain indices, ``chain_offset + indices`` (the same unless
+    the call had a chain_offset)."""
 
-    def __init__(self, indices: np.ndarray, n: int) -> None:
+    def __init__(self, indices: np.ndarray, n: int, chain_offset: int = 0) -> None:
         self.indices = np.asarray(indices)
+        self.chains = [chain_offset + int(i) for i in self.indices]  # ints: may pass 2^63
         self.count = int(self.indices.size)
-        shown = ", ".join(str(i) for i in self.indices[:10]) + (" ..." if self.count > 10 else "")
+        more = " ..." if self.count > 10 else ""
+        where = "rows " + ", ".join(str(i) for i in self.indices[:10]) + more
+        if chain_offset:
+            where += "; chains " + ", ".join(str(j) for j in self.chains[:10]) + more
         super().__init__(
-            f"{self.count} of {n} chains diverged to NaN/Inf (rows {shown}); "
+            f"{self.count} of {n} chains diverged to NaN/Inf ({where}); "
             "reduce eps or check the score model"
         )
 
@@ -88,6 +99,38 @@ def _check_step(alpha: float, what: str) -> None:
         raise ValueError(f"{what} is {alpha:.3g}, beyond float32 range; use a smaller eps")
 
 
+def _run_args(
+    model: Weights | GaussianMixture,
+    steps: int,
+    n: Any,
+    x0: Any,
+    seed: Any,
+    record_every: Any,
+    denoise: Any,
+    tile: Any,
+    chain_offset: Any,
+) -> tuple[int, np.ndarray | None, int, int, int, int]:
+    """A run's arguments besides the model, schedule and threads, checked:
+    (n, x0, seed, record_every, tile, chain_offset). Shared with gensamp.distributed, which
+    checks a whole run on the client before it is cut into shards."""
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    record_every = _at_most(as_int(record_every, "record_every", 0), "record_every")
+    tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
+    if not isinstance(denoise, (bool, np.bool_)):
+        raise TypeError("denoise must be a bool")
+    if x0 is not None:
+        if n is not None:
+            n = as_int(n, "n", 1)
+        x0 = as_rows(x0, model.dim, "x0", n)  # data space: the engine maps it to model coordinates
+        n = x0.shape[0]
+    else:
+        n = as_int(DEFAULT_N if n is None else n, "n", 1)
+    chain_offset = as_chain_offset(chain_offset, n)
+    if steps >= 2**32 - 1:
+        raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
+    return n, x0, seed, record_every, tile, chain_offset
+
+
 def _run(
     model: Weights | GaussianMixture,
     sigmas: list[float],
@@ -102,24 +145,14 @@ def _run(
     record_every: Any,
     denoise: bool,
     tile: Any,
+    chain_offset: Any,
 ) -> Any:
     d = model.dim
-    seed = as_int(seed, "seed", 0, 2**64 - 1)
     threads = resolve_threads(threads)
-    record_every = _at_most(as_int(record_every, "record_every", 0), "record_every")
-    tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
-    if not isinstance(denoise, (bool, np.bool_)):
-        raise TypeError("denoise must be a bool")
-    if x0 is not None:
-        if n is not None:
-            n = as_int(n, "n", 1)
-        x0 = as_rows(x0, d, "x0", n)  # data space: the engine maps it into model coordinates
-        n = x0.shape[0]
-    else:
-        n = as_int(DEFAULT_N if n is None else n, "n", 1)
     steps = len(sigmas) * T
-    if steps >= 2**32 - 1:
-        raise ValueError(f"L*T = {steps} steps is more than the noise stream allows (2^32-2)")
+    n, x0, seed, record_every, tile, chain_offset = _run_args(
+        model, steps, n, x0, seed, record_every, denoise, tile, chain_offset
+    )
     nrec = steps // record_every if record_every else 0
     states = 4 * n * d * (1 + nrec)  # x and the trajectory, float32
     what = f"{n} chains x {nrec + 1} states x d={d} (float32)"
@@ -131,12 +164,17 @@ def _run(
         else _core.plain_schedule(sigmas[0], eps, T)
     )
     options = _core.RunOptions(
-        seed=seed, threads=threads, tile=tile, record_every=record_every, denoise=bool(denoise)
+        seed=seed,
+        threads=threads,
+        tile=tile,
+        record_every=record_every,
+        denoise=bool(denoise),
+        chain_offset=chain_offset,
     )
     _check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, len(sigmas))
     x, traj, div = _core.run(engine, schedule, n, x0, init_std, options)
     if div.size:
-        warnings.warn(DivergenceWarning(div, n), stacklevel=3)
+        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=3)
     if record_every and traj is None:  # fewer steps than record_every: T // k = 0 states
         traj = np.empty((0, n, d), np.float32)
     return (x, traj) if record_every else x
@@ -146,6 +184,57 @@ def _score_model(weights: Any, sampler: str) -> Weights | GaussianMixture:
     model = as_model(weights)
     if isinstance(model, Weights) and model.role == "vae_decoder":
         raise TypeError(f"a VAE decoder is sampled with gensamp.vae_sample, not {sampler}")
+    return model
+
+
+def _langevin_settings(
+    weights: Any, eps: Any, T: Any, sigma: Any
+) -> tuple[Weights | GaussianMixture, list[float], float, int]:
+    """langevin's model and schedule, checked, stored defaults filled in: (model, [sigma],
+    eps, T)."""
+    model = _score_model(weights, "langevin")
+    # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
+    stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
+    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ", "eps=0.01, T=1000")
+    eps = as_pos_float(eps, "eps", f32=True)
+    _check_step(eps, "eps")
+    T = _at_most(as_int(T, "T", 1), "T")
+    needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
+    if sigma is None and needs_sigma:
+        raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
+    sig = (
+        0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=not needs_sigma, f32=True)
+    )
+    return model, [sig], eps, T
+
+
+def _annealed_settings(
+    weights: Any, sigmas: Any, eps: Any, T: Any
+) -> tuple[Weights | GaussianMixture, list[float], float, int]:
+    """annealed_langevin's model and schedule, checked, stored defaults filled in: (model,
+    sigmas, eps, T)."""
+    model = _score_model(weights, "annealed_langevin")
+    stored = model.sampler if isinstance(model, Weights) else {}
+    sigmas, eps, T = with_defaults(
+        stored,
+        {"sigmas": sigmas, "eps": eps, "T": T},
+        "",
+        "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100",
+    )
+    sig = as_sigmas(sigmas, f32=True)
+    eps = as_pos_float(eps, "eps", f32=True)
+    ratio = sig[0] / sig[-1]
+    _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
+    T = _at_most(as_int(T, "T", 1), "T")
+    return model, sig, eps, T
+
+
+def _vae_decoder(decoder: Any) -> Weights:
+    model = as_model(decoder)
+    if not isinstance(model, Weights) or model.role != "vae_decoder":
+        raise TypeError(
+            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
+        )
     return model
 
 
@@ -161,6 +250,7 @@ def langevin(
     record_every: int = 0,
     sigma: float | None = None,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> Any:
     """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
 
@@ -176,24 +266,30 @@ def langevin(
     sigma : noise level for a noise-conditional network (required there), or to sample a
         GaussianMixture convolved with N(0, sigma^2 I) (default 0).
     tile : chains per work unit (advanced; results do not depend on it).
+    chain_offset : global index of the first chain (default 0): row i is chain chain_offset + i,
+        so a run cut into shards [a, b) reproduces the rows of the whole run bit for bit.
+        0 <= chain_offset and chain_offset + n <= 2^64.
 
     Returns samples [n, d] float32, or (samples, trajectory) when record_every > 0.
     Chains that end non-finite raise a :class:`DivergenceWarning` listing them.
     """
-    model = _score_model(weights, "langevin")
-    # an NCSN's stored eps belongs to its annealed schedule, not to plain Langevin
-    stored = model.sampler if isinstance(model, Weights) and model.role != "ncsn" else {}
-    eps, T = with_defaults(stored, {"eps": eps, "T": T}, "plain-Langevin ", "eps=0.01, T=1000")
-    eps = as_pos_float(eps, "eps", f32=True)
-    _check_step(eps, "eps")
-    T = _at_most(as_int(T, "T", 1), "T")
-    needs_sigma = isinstance(model, Weights) and (model.conditioned or model.divide_by_sigma)
-    if sigma is None and needs_sigma:
-        raise ValueError("this network is noise-conditional: pass sigma > 0 to langevin")
-    sig = (
-        0.0 if sigma is None else as_pos_float(sigma, "sigma", allow_zero=not needs_sigma, f32=True)
+    model, sig, eps, T = _langevin_settings(weights, eps, T, sigma)
+    return _run(
+        model,
+        sig,
+        eps,
+        T,
+        False,
+        n,
+        x0,
+        1.0,
+        seed,
+        threads,
+        record_every,
+        False,
+        tile,
+        chain_offset,
     )
-    return _run(model, [sig], eps, T, False, n, x0, 1.0, seed, threads, record_every, False, tile)
 
 
 def annealed_langevin(
@@ -209,6 +305,7 @@ def annealed_langevin(
     denoise: bool = False,
     record_every: int = 0,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> Any:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
 
@@ -220,20 +317,23 @@ def annealed_langevin(
     eps = 2e-5 assumes sigma_L = 0.01). Other arguments and the return value as in
     :func:`langevin`; the trajectory has L*T // record_every states.
     """
-    model = _score_model(weights, "annealed_langevin")
-    stored = model.sampler if isinstance(model, Weights) else {}
-    sigmas, eps, T = with_defaults(
-        stored,
-        {"sigmas": sigmas, "eps": eps, "T": T},
-        "",
-        "sigmas=np.geomspace(10, 0.1, 10), eps=0.2 * 0.1**2, T=100",
+    model, sig, eps, T = _annealed_settings(weights, sigmas, eps, T)
+    return _run(
+        model,
+        sig,
+        eps,
+        T,
+        True,
+        n,
+        x0,
+        sig[0],
+        seed,
+        threads,
+        record_every,
+        denoise,
+        tile,
+        chain_offset,
     )
-    sig = as_sigmas(sigmas, f32=True)
-    eps = as_pos_float(eps, "eps", f32=True)
-    ratio = sig[0] / sig[-1]
-    _check_step(eps * ratio * ratio, "the first level's step eps * (sigmas[0] / sigmas[-1])**2")
-    T = _at_most(as_int(T, "T", 1), "T")
-    return _run(model, sig, eps, T, True, n, x0, sig[0], seed, threads, record_every, denoise, tile)
 
 
 def vae_sample(
@@ -243,19 +343,18 @@ def vae_sample(
     seed: int = 0,
     threads: int | None = None,
     tile: int | None = None,
+    chain_offset: int = 0,
 ) -> np.ndarray:
     """Ancestral sampling from a VAE decoder: z ~ N(0, I), x ~ N(mu(z), diag exp(logvar(z))).
 
     The decoder's own Gaussian noise is sampled, not only its mean. z uses step 0 and the
-    decoder noise step 1 of chain j's noise stream. Returns [n, d] float32 in data space.
+    decoder noise step 1 of chain j's noise stream (j = chain_offset + row, as in
+    :func:`langevin`). Returns [n, d] float32 in data space.
     """
-    model = as_model(decoder)
-    if not isinstance(model, Weights) or model.role != "vae_decoder":
-        raise TypeError(
-            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
-        )
+    model = _vae_decoder(decoder)
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
+    chain_offset = as_chain_offset(chain_offset, n)
     threads = resolve_threads(threads)
     tile = as_int(64 if tile is None else tile, "tile", 1, 1 << 16)
     states = 4 * n * model.dim
@@ -264,7 +363,7 @@ def vae_sample(
     engine = _engine(model)
     assert isinstance(engine, _core.Mlp)
     _check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
-    x, div = _core.vae_run(engine, n, seed, threads, tile)
+    x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset)
     if div.size:
-        warnings.warn(DivergenceWarning(div, n), stacklevel=2)
+        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=2)
     return x

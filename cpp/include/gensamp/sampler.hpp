@@ -12,6 +12,10 @@ namespace gensamp {
 
 struct RunOptions {
   uint64_t seed = 0;
+  // Global index of chain 0 of this run: its noise (and default start) is that of chain
+  // chain_offset + j, so runs over [a, b) reproduce rows a..b-1 of one run over [0, b) whatever
+  // the split. The caller keeps chain_offset + n <= 2^64.
+  uint64_t chain_offset = 0;
   // >= 1; an upper bound: a run starts fewer threads when no more can be created (a thread or
   // address-space limit), rather than let the OpenMP runtime end the process.
   int threads = 1;
@@ -38,7 +42,7 @@ Schedule plain_schedule(double sigma, double eps, int T);
 
 struct RunResult {
   bool cancelled = false;
-  std::vector<int64_t> diverged;  // chains whose final state is not finite
+  std::vector<int64_t> diverged;  // rows of x (local, 0..n-1) whose final state is not finite
 };
 
 // x: [n][d] row-major, data space. On entry holds x0 unless init_std > 0, in which case the
