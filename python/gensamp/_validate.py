@@ -140,9 +140,11 @@ def as_sigmas(
         raise ValueError(f"{name} must be finite and > 0, got {s.tolist()}")
     if np.any(np.diff(s) >= 0):
         raise ValueError(f"{name} must be strictly decreasing (sigma_1 > ... > sigma_L)")
-    if f32:
-        for i, v in enumerate(s):
-            as_pos_float(float(v), f"{name}[{i}]", f32=True)
+    if f32:  # vectorised: schedules can have millions of levels
+        bad = np.flatnonzero((s < F32_TINY) | (s > F32_MAX))
+        if bad.size:
+            i = int(bad[0])
+            as_pos_float(float(s[i]), f"{name}[{i}]", f32=True)
     return [float(v) for v in s]
 
 
