@@ -59,15 +59,15 @@ class DivergenceWarning(RuntimeWarning):
         )
 
 
-def _engine(model: Weights | GaussianMixture) -> _core.Mlp | _core.Mixture:
-    """The model's engine object; the first time, refused up front if it cannot fit."""
+def _check_engine_memory(model: Weights | GaussianMixture) -> None:
+    """Refuses, before it is built, an engine copy of the model that cannot fit (the weights
+    and the packed copies the kernels read: many times the weights for a narrow layer)."""
     if model._engine_cache is None:
         check_memory(
             model._engine_bytes(),
             "the engine's copy of this model (with the packed weights its kernels read)",
             "use a smaller model",
         )
-    return model._engine()
 
 
 def _check_run_memory(states: int, parts: dict[str, int], what: str, levels: int) -> None:
@@ -157,7 +157,8 @@ def _run(
     states = 4 * n * d * (1 + nrec)  # x and the trajectory, float32
     what = f"{n} chains x {nrec + 1} states x d={d} (float32)"
     check_memory(states, what)  # first alone: such an n may not even fit the engine's integers
-    engine = _engine(model)
+    _check_engine_memory(model)
+    engine = model._engine()
     schedule = (
         _core.annealed_schedule(sigmas, eps, T)
         if annealed
@@ -360,8 +361,8 @@ def vae_sample(
     states = 4 * n * model.dim
     what = f"{n} samples x d={model.dim} (float32)"
     check_memory(states, what)
-    engine = _engine(model)
-    assert isinstance(engine, _core.Mlp)
+    _check_engine_memory(model)
+    engine = model._engine()
     _check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
     x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset)
     if div.size:
