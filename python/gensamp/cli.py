@@ -847,13 +847,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--scheduler",
         help="Dask scheduler address (e.g. tcp://scheduler-host:8786): sample on that cluster; "
-        "needs --out NAME.zarr (pip install 'gensamp[distributed]')",
+        "needs --out NAME.zarr (pip install 'gensamp[distributed]'); default: none, a .zarr "
+        "output is sampled on this machine's cores",
     )
     s.add_argument(
         "--chunks",
         type=_positive_int,
         default=1_000_000,
-        help="chains per Dask task for .zarr outputs (default 1000000)",
+        help="chains per Dask task for .zarr outputs",
     )
     s.add_argument("--overwrite", action="store_true", help="replace an existing .zarr store")
     s.set_defaults(fn=cmd_sample)
