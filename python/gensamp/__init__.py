@@ -20,6 +20,7 @@ from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 
 if TYPE_CHECKING:
     from . import datasets, learn, metrics
+    from . import distributed as distributed  # not in __all__: `import *` must not need dask
     from .learn import FitConfig, TrainingInterrupted, export, train_ncsn, train_score, train_vae
 
 # torch takes seconds to import: the names that need it load on first use, so sampling from
@@ -34,6 +35,7 @@ _LAZY = {
 }
 _LAZY_MODULES = {
     "datasets": "gensamp.datasets",
+    "distributed": "gensamp.distributed",  # dask: loaded on first use only
     "metrics": "gensamp.metrics",
     "learn": "gensamp.learn",
     "models": "gensamp.learn.models",
