@@ -1,5 +1,6 @@
 """The bench scripts run end to end (tiny sizes); their targets are checked by the full runs."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -8,8 +9,18 @@ import sys
 import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench")
-sys.path.insert(0, BENCH)
-import common  # noqa: E402  (bench/common.py: the probes' build helper)
+
+
+def _bench_module(name):
+    # Loaded by path, not by putting bench/ on sys.path: a bench script's name would otherwise
+    # shadow any package of that name for every test collected after this one.
+    spec = importlib.util.spec_from_file_location(f"gensamp_bench_{name}", f"{BENCH}/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _bench_module("common")  # the probes' build helper
 
 needs_compiler = pytest.mark.skipif(common.compiler() is None, reason="no C++ compiler")
 

@@ -136,3 +136,20 @@ def test_fit_options_are_checked_by_name():
         train_vae(np.zeros((10, 1)), epoch=3)
     with pytest.raises(TypeError, match="fit must be a gensamp.FitConfig"):
         train_vae(np.zeros((10, 1)), fit={"epochs": 3})
+
+
+def test_no_bench_script_shadows_an_installed_module():
+    # Python puts a script's own folder first on sys.path: bench/distributed.py once hid the
+    # `distributed` package from itself and from any test collected after bench/ was on the path.
+    import importlib.util
+    import pathlib
+
+    bench = pathlib.Path(__file__).resolve().parent.parent / "bench"
+    scripts = sorted(p.stem for p in bench.glob("*.py"))
+    assert scripts, "no bench scripts found"
+    for name in scripts:
+        spec = importlib.util.find_spec(name)
+        origin = getattr(spec, "origin", None) or ""
+        assert spec is None or pathlib.Path(origin).resolve().parent == bench, (
+            f"bench/{name}.py has the name of an installed module ({origin})"
+        )

@@ -2,9 +2,9 @@
 local call at n = 10^6, worker layouts (one engine thread per worker thread, or one shard at a
 time with all of a worker's cores, or oversubscribed), chunk sizes, and Dask's cost per shard.
 
-    python bench/distributed.py [--n 1000000] [--smoke]
+    python bench/cluster.py [--n 1000000] [--smoke]
 
-Writes bench/results/distributed.json (distributed_smoke.json with --smoke). The network is the
+Writes bench/results/cluster.json (cluster_smoke.json with --smoke). The network is the
 throughput benchmark's (1, 128) shape -- 3 layers, ReLU, log-sigma input, 10 noise levels --
 built with numpy, so the workers (spawned processes) never load torch. Every cluster run is
 also checked bit for bit against the local call. Everything binds to 127.0.0.1.
@@ -19,14 +19,11 @@ import sys
 import time
 from typing import Any
 
-# This file's name would hide the `distributed` package from the script's own directory, which
-# Python puts first on sys.path: look there last (for bench/common.py) instead.
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE] + [HERE]
-
 import gensamp
 import numpy as np
 from gensamp import distributed as D
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 L_LEVELS = 10
 SIGMAS = np.geomspace(10.0, 0.1, L_LEVELS).tolist()
@@ -235,7 +232,7 @@ def main() -> int:
         overhead_model=model,
         versions={m: sys.modules[m].__version__ for m in ("dask", "distributed")},
     )
-    name = "distributed_smoke.json" if args.smoke else "distributed.json"
+    name = "cluster_smoke.json" if args.smoke else "cluster.json"
     common.write_json(os.path.join(args.out, name), payload)
     return 0 if all(r["bit_identical"] for r in rows) else 1
 
