@@ -705,6 +705,8 @@ def test_sampling_shows_progress_on_a_terminal(tmp_path, models):
             str(models["lin"]),
             "--n",
             "20000",
+            "--T",
+            "40000",  # several seconds: the bar shows once a run has taken 2 s
             "--out",
             str(tmp_path / "x.npy"),
         ],
@@ -725,8 +727,9 @@ def test_sampling_shows_progress_on_a_terminal(tmp_path, models):
     os.close(master)
     assert p.returncode == 0
     text = seen.decode(errors="replace")
-    assert "gensamp: sampling 20000 chains x 200 steps (Langevin) on" in text, text
-    assert "[00:0" in text  # the elapsed-time counter
+    assert "gensamp: sampling 20000 chains x 40000 steps (Langevin) on" in text, text
+    # the engine's bar: chains done out of 20.0k, a percentage, the elapsed time
+    assert "chain" in text and "/20.0k" in text and "%|" in text and "[00:0" in text, text
     assert b"wrote 20000 samples" in out
 
 
@@ -788,7 +791,8 @@ def test_train_then_sample(tmp_path):
     assert "training ncsn on 500 points x d=2: up to 2 epochs on 1 torch thread" in r.stderr
     assert "2 epochs" in r.stdout and "on 1 torch thread; saved" in r.stdout
     w = gensamp.load(model)
-    assert w.role == "ncsn" and w.dim == 2 and set(w.sampler) == {"sigmas", "eps", "T"}
+    assert w.role == "ncsn" and w.dim == 2
+    assert set(w.sampler) == {"sigmas", "eps", "T", "method", "steps"}
     out = tmp_path / "s.npy"
     r = run("sample", str(model), "--n", "100", "--T", "3", "--out", str(out))
     assert r.returncode == 0, r.stderr

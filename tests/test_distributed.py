@@ -185,13 +185,21 @@ def test_trajectory_x0_and_offset(client):
 
 
 def test_sample_dispatches_by_role(client, local_results):
-    for kind in ("ncsn", "score", "vae"):
+    for kind in ("score", "vae"):
         x = D.sample(MODELS[kind], N, chunks=40_000, seed=11)
         assert np.array_equal(x.compute(), local_results[kind]), kind
+    # an NCSN given any part of a Langevin schedule: annealed Langevin, the rest stored
+    x = D.sample(MODELS["ncsn"], N, chunks=40_000, seed=11, T=MODELS["ncsn"].sampler["T"])
+    assert np.array_equal(x.compute(), local_results["ncsn"])
     x = D.sample(MODELS["mixture"], N, chunks=40_000, seed=11, **MIX)
     assert np.array_equal(x.compute(), local_results["mixture"])
-    with pytest.raises(ValueError, match="sigmas, eps, T not given"):
-        D.sample(MODELS["mixture"], N, chunks=1000)
+    # gensamp.sample's few-step samplers: the stored (or default) method, or one asked for
+    for kind, kw in (("ncsn", {}), ("mixture", {}), ("ncsn", {"method": "edm", "steps": 21})):
+        x = D.sample(MODELS[kind], N, chunks=UNEVEN, seed=11, **kw)
+        want = gensamp.sample(MODELS[kind], N, seed=11, threads=2, **kw)
+        assert np.array_equal(x.compute(), want), (kind, kw)
+    with pytest.raises(ValueError, match="one or the other"):
+        D.sample(MODELS["ncsn"], N, chunks=1000, method="heun", eps=0.1)
     with pytest.raises(ValueError, match="sigmas does not apply"):
         D.sample(MODELS["vae"], N, chunks=1000, sigmas=[1.0])
 
@@ -288,13 +296,14 @@ def test_cli_writes_zarr_on_the_cluster_and_locally(cluster, tmp_path, local_res
     r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", out)
     assert r.returncode == 0, r.stderr
     assert "4 shards on tcp://127.0.0.1" in r.stdout
-    assert np.array_equal(da.from_zarr(out).compute(), local_results["ncsn"])
+    want = gensamp.sample(MODELS["ncsn"], N, seed=11, threads=2)  # the CLI's default sampler
+    assert np.array_equal(da.from_zarr(out).compute(), want)
     r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", out)
     assert r.returncode == 2 and "already exists: pass --overwrite" in r.stderr
     r = _cli(*args, "--out", out, "--overwrite")  # no scheduler: this machine's cores
     assert r.returncode == 0, r.stderr
     assert "locally" in r.stdout
-    assert np.array_equal(da.from_zarr(out).compute(), local_results["ncsn"])
+    assert np.array_equal(da.from_zarr(out).compute(), want)
     r = _cli(*args, "--scheduler", cl.scheduler_address, "--out", str(tmp_path / "s.npy"))
     assert r.returncode == 2 and ".zarr" in r.stderr
 

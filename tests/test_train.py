@@ -25,7 +25,8 @@ from gensamp.learn.objectives import (
     sliced_sm_loss,
 )
 from gensamp.learn.train import langevin_defaults, train_ncsn, train_score, train_vae
-from gensamp.schedules import _prop3_variance, ncsn_defaults
+from gensamp.methods import _prop3_variance
+from gensamp.schedules import ncsn_defaults
 
 FAST = {"threads": 1, "progress": False}
 

@@ -33,7 +33,8 @@ py::array_t<int64_t> diverged_or_raise(const RunResult& res) {
 // held by shared_ptr so that they outlive a run that is still stopping when the interpreter
 // exits (and frees the Python objects that own them).
 py::tuple run(std::shared_ptr<ScoreModel> model_ptr, std::shared_ptr<Schedule> sched_ptr, int64_t n,
-              std::optional<F32> x0, double init_std, const RunOptions& options) {
+              std::optional<F32> x0, double init_std, const RunOptions& options,
+              const py::object& progress, std::optional<F32> init_mean) {
   const ScoreModel& model = *model_ptr;
   const Schedule& sched = *sched_ptr;
   const int d = model.dim();
@@ -46,25 +47,30 @@ py::tuple run(std::shared_ptr<ScoreModel> model_ptr, std::shared_ptr<Schedule> s
   } else if (!(init_std > 0)) {  // x would be read uninitialised
     throw py::value_error("init_std must be > 0 when x0 is not given");
   }
+  if (init_mean && (init_mean->ndim() != 1 || init_mean->shape(0) != d))
+    throw py::value_error("init_mean must have shape [d]");
   RunOptions opt = options;
   const long nrec = opt.record_every > 0 ? sched.total_steps() / opt.record_every : 0;
   std::optional<F32> traj;
   if (nrec > 0) traj = F32({py::ssize_t(nrec), py::ssize_t(n), py::ssize_t(d)});
   if (nrec == 0) opt.record_every = 0;
-  opt.poll = poll_signals;
+  double fraction = 0;
+  opt.progress = [&](double f) { fraction = f; };
+  opt.poll = [&] { return poll_signals(progress, fraction); };
   float* xp = x.mutable_data();
   float* tp = traj ? traj->mutable_data() : nullptr;
   RunResult res;
   {
     WithoutGil nogil;
-    res = run_langevin(model, sched, n, xp, x0 ? 0.0 : init_std, tp, opt);
+    res = run_langevin(model, sched, n, xp, x0 ? 0.0 : init_std, tp, opt,
+                       init_mean ? init_mean->data() : nullptr);
   }
   const auto div = diverged_or_raise(res);
-  return py::make_tuple(x, traj ? py::object(*traj) : py::object(py::none()), div);
+  return py::make_tuple(x, traj ? py::object(*traj) : py::object(py::none()), div, res.score_evals);
 }
 
 py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int threads, int tile,
-                  uint64_t chain_offset) {
+                  uint64_t chain_offset, const py::object& progress) {
   const Mlp& dec = *dec_ptr;
   if (n < 1) throw py::value_error("n must be >= 1");
   // An odd width would leave the last output row outside the [2d][width] tile.
@@ -75,7 +81,9 @@ py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int th
   opt.threads = threads;
   opt.tile = tile;
   opt.chain_offset = chain_offset;
-  opt.poll = poll_signals;
+  double fraction = 0;
+  opt.progress = [&](double f) { fraction = f; };
+  opt.poll = [&] { return poll_signals(progress, fraction); };
   float* xp = x.mutable_data();
   RunResult res;
   {
@@ -130,12 +138,15 @@ void bind_run_options(py::module_& m) {
       .def_readwrite("chain_offset", &RunOptions::chain_offset);
 }
 
-// Built only by the two functions here, so every Schedule Python holds is well formed.
+// Built only by the functions here, so every Schedule Python holds is well formed (the
+// builders' std::invalid_argument reaches Python as ValueError).
 void bind_schedules(py::module_& m) {
   py::class_<Schedule, std::shared_ptr<Schedule>>(m, "Schedule")
       .def_readonly("sigmas", &Schedule::sigmas)
       .def_readonly("alphas", &Schedule::alphas)
-      .def_readonly("T", &Schedule::T);
+      .def_readonly("T", &Schedule::T)
+      .def_property_readonly("total_steps", &Schedule::total_steps)
+      .def_property_readonly("score_evals", &Schedule::score_evals);
   m.def(
       "annealed_schedule",
       [](const std::vector<double>& sigmas, double eps, int T) {
@@ -144,13 +155,18 @@ void bind_schedules(py::module_& m) {
       },
       py::arg("sigmas"), py::arg("eps"), py::arg("T"));
   m.def("plain_schedule", &plain_schedule, py::arg("sigma"), py::arg("eps"), py::arg("T"));
+  m.def("pc_schedule", &pc_schedule, py::arg("sigmas"), py::arg("snr"), py::arg("corrector"));
+  m.def("cas_schedule", &cas_schedule, py::arg("sigmas"), py::arg("refresh"));
+  m.def("ode_schedule", &ode_schedule, py::arg("sigmas"), py::arg("heun"), py::arg("churn") = 0.0,
+        py::arg("s_tmin") = 0.0, py::arg("s_tmax") = 1e300, py::arg("s_noise") = 1.0);
 }
 
 void bind_runs(py::module_& m) {
   m.def("run", &run, py::arg("model"), py::arg("schedule"), py::arg("n"), py::arg("x0"),
-        py::arg("init_std"), py::arg("options"));
+        py::arg("init_std"), py::arg("options"), py::arg("progress") = py::none(),
+        py::arg("init_mean") = py::none());
   m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"),
-        py::arg("tile"), py::arg("chain_offset") = 0);
+        py::arg("tile"), py::arg("chain_offset") = 0, py::arg("progress") = py::none());
   m.def("run_bytes", &run_bytes, py::arg("model"), py::arg("schedule"), py::arg("n"),
         py::arg("options"));
   m.def("vae_run_bytes", &vae_run_bytes, py::arg("decoder"), py::arg("n"), py::arg("threads"),

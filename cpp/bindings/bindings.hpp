@@ -37,6 +37,9 @@ class WithoutGil {
 // KeyboardInterrupt is pending, to be raised once the GIL is back) or the interpreter is
 // exiting.
 bool poll_signals();
+// The same, then progress(fraction) when progress is not None; an exception it raises cancels
+// the run and is raised by the caller once the GIL is back.
+bool poll_signals(const py::object& progress, double fraction);
 
 // poll_signals() at most every 50 ms, for callers that ask far more often; a true sticks.
 class ThrottledPoll {

@@ -121,6 +121,25 @@ bool poll_signals() {
   return PyErr_CheckSignals() != 0;
 }
 
+bool poll_signals(const py::object& progress, double fraction) {
+  ++g_taking_gil;
+  if (!may_take_gil()) {
+    --g_taking_gil;
+    return true;
+  }
+  py::gil_scoped_acquire g;
+  --g_taking_gil;
+  if (PyErr_CheckSignals() != 0) return true;
+  if (progress.is_none()) return false;
+  try {
+    progress(fraction);
+  } catch (py::error_already_set& e) {
+    e.restore();  // raised by the caller once the run has stopped, like a KeyboardInterrupt
+    return true;
+  }
+  return false;
+}
+
 bool ThrottledPoll::operator()() {
   const auto now = Clock::now();
   if (now - last_ < std::chrono::milliseconds(50)) return cancelled_;

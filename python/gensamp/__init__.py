@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import reference
+from . import methods, reference
 from ._core import __version__ as __version__
 from ._core import simd_level
 from ._validate import DataWarning
 from .mixture import GaussianMixture
-from .samplers import DivergenceWarning, annealed_langevin, langevin, vae_sample
+from .samplers import DivergenceWarning, annealed_langevin, langevin, sample, vae_sample
 from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
 
 if TYPE_CHECKING:
@@ -66,8 +66,10 @@ __all__ = [
     "langevin",
     "learn",
     "load",
+    "methods",
     "metrics",
     "reference",
+    "sample",
     "simd_level",
     "train_ncsn",
     "train_score",

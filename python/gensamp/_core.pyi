@@ -1,7 +1,7 @@
 # Type stub for the compiled engine (cpp/bindings/). The Python wrappers in samplers.py /
 # weights.py / mixture.py are the public API and validate every argument; the binding checks
 # only what memory safety needs (the rule is in cpp/bindings/module.cpp).
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -64,16 +64,30 @@ class RunOptions:
         chain_offset: int = 0,
     ) -> None: ...
 
-class Schedule:  # built by annealed_schedule / plain_schedule only
+class Schedule:  # built by the *_schedule functions only (cpp/include/gensamp/sampler.hpp)
     @property
-    def sigmas(self) -> list[float]: ...
+    def sigmas(self) -> list[float]: ...  # the levels the model prepares
     @property
-    def alphas(self) -> list[float]: ...
+    def alphas(self) -> list[float]: ...  # Langevin schedules: step per level
     @property
     def T(self) -> int: ...
+    @property
+    def total_steps(self) -> int: ...  # the trajectory's clock
+    @property
+    def score_evals(self) -> int: ...  # per chain, without RunOptions.denoise's one
 
 def annealed_schedule(sigmas: Sequence[float], eps: float, T: int) -> Schedule: ...
 def plain_schedule(sigma: float, eps: float, T: int) -> Schedule: ...
+def pc_schedule(sigmas: Sequence[float], snr: float, corrector: int) -> Schedule: ...
+def cas_schedule(sigmas: Sequence[float], refresh: float) -> Schedule: ...
+def ode_schedule(
+    sigmas: Sequence[float],
+    heun: bool,
+    churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = 1e300,
+    s_noise: float = 1.0,
+) -> Schedule: ...
 def run(
     model: ScoreModel,
     schedule: Schedule,
@@ -81,11 +95,22 @@ def run(
     x0: npt.ArrayLike | None,
     init_std: float,
     options: RunOptions,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, npt.NDArray[np.int64]]: ...
+    progress: Callable[[float], object] | None = None,  # fraction done, every 50 ms at most
+    init_mean: npt.ArrayLike | None = None,  # [d], model coordinates
+) -> tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32] | None, npt.NDArray[np.int64], float
+]: ...
 
-# (x, trajectory, diverged rows: local indices 0..n-1, not offset by chain_offset)
+# (x, trajectory, diverged rows: local indices 0..n-1, not offset by chain_offset, score
+# evaluations per chain as counted)
 def vae_run(
-    decoder: Mlp, n: int, seed: int, threads: int, tile: int, chain_offset: int = 0
+    decoder: Mlp,
+    n: int,
+    seed: int,
+    threads: int,
+    tile: int,
+    chain_offset: int = 0,
+    progress: Callable[[float], object] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...  # diverged: local rows
 
 # What the engine allocates, in bytes (each heap block with a 16-byte header), so the Python

@@ -24,7 +24,6 @@ import math
 import os
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +31,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, datasets, plots, samplers
+from . import __version__, datasets, methods, plots, samplers
 from ._inputs import DEFAULT_N
 from ._resources import MAX_THREADS, _available_memory, resolve_threads
 from ._validate import DataWarning, _read_path, as_array
@@ -150,38 +149,6 @@ def _is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-@contextlib.contextmanager
-def _working(what: str, quiet: bool) -> Iterator[None]:
-    """Say what a long step is doing: on a terminal a line that counts the seconds (the
-    engine reports no progress of its own), otherwise the line once."""
-    if quiet:
-        yield
-        return
-    if not _is_terminal():
-        _note(what + " ...")
-        yield
-        return
-    from tqdm import tqdm
-
-    # The work runs in this (main) thread: the engine polls for Ctrl-C from the calling
-    # thread, so only the display moves to a helper thread.
-    bar = tqdm(total=None, desc=f"gensamp: {what}", bar_format="{desc} [{elapsed}]", leave=False)
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(0.5):
-            bar.refresh()
-
-    t = threading.Thread(target=tick, daemon=True)
-    t.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        t.join()
-        bar.close()
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -419,10 +386,46 @@ def _fmt_num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _plan_sample(a: argparse.Namespace, w: Weights) -> tuple[str, str, Callable[[], np.ndarray]]:
+def _plan_sample(a: argparse.Namespace, w: Weights) -> tuple[str, str, Callable[..., Any]]:
     """The sampler call a's options and w's stored defaults give, with what it will do in
     words; CliError with the options that fix it (CLI words, values that work) otherwise."""
     kind = a.sampler
+    schedule_given = any(v is not None for v in (a.sigmas, a.eps, a.T)) or a.denoise
+    if a.method is not None or a.steps is not None:
+        if kind != "auto":
+            raise CliError(
+                f"--method/--steps choose gensamp.sample's sampler; leave out --sampler {kind}"
+            )
+        if schedule_given:
+            raise CliError(
+                "--sigmas/--eps/--T/--denoise set annealed or plain Langevin's schedule; "
+                "--method/--steps take a budget instead: give one or the other"
+            )
+    wants_budget = a.method is not None or a.steps is not None
+    budgeted = w.role == "ncsn" and "sigmas" in w.sampler and not schedule_given
+    if kind == "auto" and (wants_budget or budgeted):
+        method = a.method
+        if w.role == "vae_decoder" and method not in (None, "ancestral"):
+            raise CliError(f"{a.model} is a VAE decoder: leave out --method")
+        what = f"{a.n} chains"
+        if a.method is not None or w.role == "ncsn":
+            m = method or w.sampler.get("method", methods.DEFAULT_METHOD)
+            b = a.steps or (w.sampler.get("steps") if m == w.sampler.get("method") else None)
+            what += f", {m}, {b or methods.DEFAULT_STEPS} score evaluations each"
+        return (
+            "sample",
+            what,
+            lambda progress=None: samplers.sample(
+                w,
+                a.n,
+                method=a.method,
+                steps=a.steps,
+                seed=a.seed,
+                threads=a.threads,
+                progress=progress,
+                return_info=True,
+            ),
+        )
     if kind == "auto":
         kind = {"vae_decoder": "vae", "ncsn": "annealed", "score": "langevin"}[w.role]
     conditional = w.conditioned or w.divide_by_sigma
@@ -442,7 +445,9 @@ def _plan_sample(a: argparse.Namespace, w: Weights) -> tuple[str, str, Callable[
         return (
             kind,
             f"{a.n} VAE samples",
-            lambda: samplers.vae_sample(w, a.n, seed=a.seed, threads=a.threads),
+            lambda progress=None: samplers.vae_sample(
+                w, a.n, seed=a.seed, threads=a.threads, progress=progress
+            ),
         )
     if kind == "annealed":
         if not conditional:
@@ -477,8 +482,16 @@ def _plan_sample(a: argparse.Namespace, w: Weights) -> tuple[str, str, Callable[
         return (
             kind,
             what,
-            lambda: samplers.annealed_langevin(
-                w, sigmas, eps, T, n=a.n, seed=a.seed, threads=a.threads, denoise=a.denoise
+            lambda progress=None: samplers.annealed_langevin(
+                w,
+                sigmas,
+                eps,
+                T,
+                n=a.n,
+                seed=a.seed,
+                threads=a.threads,
+                denoise=a.denoise,
+                progress=progress,
             ),
         )
     # plain Langevin; an NCSN's stored eps is its last level's step, right for sampling there
@@ -510,7 +523,9 @@ def _plan_sample(a: argparse.Namespace, w: Weights) -> tuple[str, str, Callable[
     return (
         kind,
         what,
-        lambda: samplers.langevin(w, eps, T, n=a.n, seed=a.seed, threads=a.threads, sigma=sigma),
+        lambda progress=None: samplers.langevin(
+            w, eps, T, n=a.n, seed=a.seed, threads=a.threads, sigma=sigma, progress=progress
+        ),
     )
 
 
@@ -519,6 +534,8 @@ def _divergence_advice(kind: str, a: argparse.Namespace) -> str:
         return "the decoder's output overflows float32: check the model"
     if kind == "annealed":
         return "use a smaller --eps (the first level steps eps x (sigma_1/sigma_L)^2)"
+    if kind == "sample":
+        return "check the model (gensamp.sample's schedule comes from its stored sigmas)"
     return "use a smaller --eps and a larger --T"
 
 
@@ -537,7 +554,9 @@ def _sample_zarr(a: argparse.Namespace, w: Any, kind: str) -> None:
     client = D.connect(a.scheduler) if a.scheduler else None
     try:
         kw: dict[str, Any] = dict(chunks=a.chunks, client=client, seed=a.seed, threads=a.threads)
-        if kind == "vae":
+        if kind == "sample":
+            x = D.sample(w, a.n, method=a.method, steps=a.steps, **kw)
+        elif kind == "vae":
             x = D.vae_sample(w, a.n, **kw)
         elif kind == "annealed":
             x = D.annealed_langevin(w, a.sigmas, a.eps, a.T, n=a.n, denoise=a.denoise, **kw)
@@ -585,9 +604,14 @@ def cmd_sample(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", samplers.DivergenceWarning)
-        with _working(f"sampling {what} on {threads} threads", a.quiet):
-            x = call()
+        # the engine drives a bar of the chains done (on a terminal, once a run takes 2 s)
+        _note(f"sampling {what} on {threads} threads ...", a.quiet)
+        x = call(progress=False if a.quiet else None)
     seconds = time.perf_counter() - t0
+    label = f"{kind} sampler"
+    if isinstance(x, tuple):  # gensamp.sample: (x, info)
+        x, info = x
+        label = f"{info['method']} sampler ({info['score_evals']:.0f} score evaluations each)"
     diverged = [c.message for c in caught if isinstance(c.message, samplers.DivergenceWarning)]
     for c in caught:
         if not isinstance(c.message, samplers.DivergenceWarning):
@@ -606,7 +630,7 @@ def cmd_sample(a: argparse.Namespace) -> int:
             f"NaN/Inf; {_divergence_advice(kind, a)}"
         )
     print(
-        f"wrote {len(x)} samples (d={x.shape[1]}) to {out}: {kind} sampler, seed {a.seed}, "
+        f"wrote {len(x)} samples (d={x.shape[1]}) to {out}: {label}, seed {a.seed}, "
         f"{threads} thread{'s' if threads > 1 else ''}, {seconds:.2f} s"
     )
     return 0
@@ -814,7 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampler",
         choices=["auto", "annealed", "langevin", "vae"],
         default="auto",
-        help="auto: by the model's role (ncsn: annealed, score: langevin, VAE decoder: vae)",
+        help="auto: gensamp.sample's choice (NCSN: --method, or annealed when --sigmas/--eps/--T/"
+        "--denoise are given; score model: langevin; VAE decoder: vae); annealed: the "
+        "schedule the model stores",
     )
     s.add_argument(
         "--sigmas",
@@ -835,6 +861,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps (annealed: per level) (default: stored in the model)",
     )
     s.add_argument("--denoise", action="store_true", help="final Tweedie denoising step")
+    s.add_argument(
+        "--method",
+        choices=[*methods.METHODS, "ancestral", "langevin"],
+        help="gensamp.sample's sampler for a noise-conditional model: "
+        + ", ".join(methods.METHODS)
+        + " (default: stored in the model, else "
+        + methods.DEFAULT_METHOD
+        + "; README: Samplers); ancestral: a VAE decoder, langevin: a plain score model",
+    )
+    s.add_argument(
+        "--steps",
+        type=_int_in(1, 2**31 - 1),
+        help="budget: score evaluations per sample (default: stored in the model, else "
+        f"{methods.DEFAULT_STEPS})",
+    )
     s.add_argument("--threads", type=_threads, help=_threads_help("the engine"))
     s.add_argument("--seed", type=_seed, default=0, help="noise seed; results depend only on it")
     s.add_argument(

@@ -38,8 +38,8 @@ Chains that diverge: each shard's :class:`~gensamp.DivergenceWarning` is raised 
 (in the worker's log, with global chain indices); their rows are NaN/Inf in the result, so
 ``da.flatnonzero(~da.isfinite(x).all(axis=1))`` lists them.
 
-:func:`sample` picks the sampler from the model as ``gensamp sample`` does; it will follow
-``gensamp.sample`` once that exists.
+:func:`sample` picks the sampler from the model as ``gensamp sample`` does, and runs
+:func:`gensamp.sample`'s few-step samplers (``method``, ``steps``) shard by shard.
 
 Only this module imports dask (import-linter contract in pyproject.toml); ``import gensamp``
 does not load it.
@@ -102,6 +102,8 @@ def _shard(
     model = _model(payload)
     if sampler == "vae_sample":
         return samplers.vae_sample(model, count, chain_offset=offset, **settings)
+    if sampler == "sample":
+        return samplers.sample(model, count, x0=x0, chain_offset=offset, progress=False, **settings)
     fn = samplers.langevin if sampler == "langevin" else samplers.annealed_langevin
     return fn(model, n=count, x0=x0, chain_offset=offset, **settings)
 
@@ -374,6 +376,33 @@ def vae_sample(
     return _build(model, "vae_sample", settings, sizes, chain_offset, None, None, -1)
 
 
+def _sample_method(
+    model: Weights | GaussianMixture,
+    n: Any,
+    method: Any,
+    steps: Any,
+    *,
+    chunks: Any,
+    client: Any,
+    seed: Any,
+    threads: Any,
+    tile: Any,
+    chain_offset: Any,
+) -> Any:
+    _check_client(client)
+    threads = _threads(threads)
+    # the whole run checked here, on the client: a tiny local call with the same settings
+    samplers.sample(
+        model, 1, method=method, steps=steps, seed=seed, threads=1, tile=tile, progress=False
+    )
+    n, _, seed, _, tile, chain_offset = samplers._run_args(
+        model, 0, n, None, seed, 0, False, tile, chain_offset
+    )
+    settings = {"method": method, "steps": steps, "seed": seed, "threads": threads, "tile": tile}
+    sizes = _chunk_sizes(chunks, n)
+    return _build(model, "sample", settings, sizes, chain_offset, None, None, -1)
+
+
 def connect(address: str, timeout: float = 10.0) -> Any:
     """A ``dask.distributed.Client`` for the scheduler at ``address`` (e.g.
     ``tcp://scheduler-host:8786``), made the current one; OSError if none answers within
@@ -408,6 +437,8 @@ def sample(
     *,
     chunks: Any,
     client: Any = None,
+    method: str | None = None,
+    steps: int | None = None,
     sigmas: Any = None,
     eps: float | None = None,
     T: int | None = None,
@@ -423,8 +454,11 @@ def sample(
     * a VAE decoder -> :func:`vae_sample`;
     * a score network (role ``score``) -> :func:`langevin` with its stored eps and T (and, for
       a noise-conditional one, sigma = its stored last sigma unless ``sigma`` is given);
-    * an NCSN -> :func:`annealed_langevin` with its stored sigmas, eps and T;
-    * a GaussianMixture -> :func:`annealed_langevin`: pass ``sigmas``, ``eps`` and ``T``.
+    * an NCSN or a GaussianMixture given ``sigmas``, ``eps``, ``T`` or ``denoise`` ->
+      :func:`annealed_langevin` with those (the rest stored);
+    * otherwise, or given ``method`` / ``steps`` -> :func:`gensamp.sample`'s sampler at its
+      budget (the NCSN's stored method and steps, else gensamp.methods' defaults), each shard
+      one call of it with its ``chain_offset``: the same bits as the local call.
 
     Arguments given explicitly override the stored ones; one the chosen sampler does not take
     is refused (ValueError) rather than ignored. Returns the dask array [n, d].
@@ -434,6 +468,18 @@ def sample(
     common: dict[str, Any] = dict(chunks=chunks, client=client, seed=seed, threads=threads)
     common.update(tile=tile, chain_offset=chain_offset)
     role = model.role if isinstance(model, Weights) else "mixture"
+    schedule_given = any(given[k] is not None for k in ("sigmas", "eps", "T", "denoise"))
+    if (
+        method is not None
+        or steps is not None
+        or (role in ("ncsn", "mixture") and not schedule_given)
+    ):
+        if schedule_given or sigma is not None:
+            raise ValueError(
+                "method/steps take a budget; sigmas, eps, T, sigma and denoise set a Langevin "
+                "schedule: give one or the other"
+            )
+        return _sample_method(model, n, method, steps, **common)
 
     def refuse(*names: str) -> None:
         bad = [k for k in names if given[k] is not None]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import activations as A
+from . import methods
 from ._inputs import DEFAULT_N, as_model, with_defaults
 from ._validate import as_chain_offset, as_int, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
@@ -248,3 +249,87 @@ def vae_sample(
     x_u = mu + np.exp(0.5 * logvar) * normals(seed, chains, 1, d)
     shift, scale = _affine(model)
     return shift + scale * x_u
+
+
+def _grid(method: str, steps: int, sigma_max: float, sigma_min: float) -> tuple[list[float], int]:
+    """The noise levels and level count :mod:`gensamp.methods` gives ``method`` at ``steps``."""
+    N = {"pc": steps // 2, "heun": (steps + 1) // 2, "edm": (steps + 1) // 2}.get(method, steps)
+    if method in ("pc", "cas"):
+        return [float(v) for v in np.geomspace(sigma_max, sigma_min, N)] if N > 1 else [
+            float(sigma_max)
+        ], N
+    return methods.edm_sigmas(sigma_max, sigma_min, N), N
+
+
+def sample_method(
+    model: Weights | GaussianMixture,
+    method: str,
+    steps: int,
+    sigma_max: float,
+    sigma_min: float,
+    n: int,
+    *,
+    seed: int = 0,
+    init_mean: Any = None,
+    init_std: float | None = None,
+    chain_offset: int = 0,
+) -> np.ndarray:
+    """Reference for the engine's few-step samplers (:mod:`gensamp.methods`), float64, each
+    written from its paper's update rather than from the engine's step program. Draws the same
+    normals as the engine: the start from step 2^32-1, then one stream step per draw, in order.
+    Returns [n, d] in data space."""
+    d = model.dim
+    shift, scale = _affine(model)
+    chains = _chains(chain_offset, n)
+    mean = np.zeros(d) if init_mean is None else np.asarray(init_mean, np.float64)
+    u = mean + (sigma_max if init_std is None else init_std) * normals(seed, chains, INIT_STEP, d)
+    draws = iter(range(2**32 - 1))
+
+    def z() -> np.ndarray:
+        return normals(seed, chains, next(draws), d)
+
+    if method == "ald":
+        b = methods.ald_budget(steps, sigma_max, sigma_min)
+        sig = b["sigmas"]
+        for s_i in sig:
+            alpha = b["eps"] * s_i**2 / sig[-1] ** 2
+            for _ in range(b["T"]):
+                u = u + alpha / 2 * score(model, u, s_i) + math.sqrt(alpha) * z()
+        u = u + sig[-1] ** 2 * score(model, u, sig[-1])
+        return shift + scale * u
+    sig, N = _grid(method, steps, sigma_max, sigma_min)
+    nxt = [*sig[1:], 0.0]
+    if method == "pc":  # score_sde's pc_sampler with per-chain norms: corrector, then predictor
+        r = methods.PC_SNR
+        for s_i, s_n in zip(sig, nxt):
+            g = score(model, u, s_i)
+            noise = z()
+            gn2 = np.maximum(np.sum(g * g, axis=1, keepdims=True), d / s_i**2)
+            e = 2 * (r**2) * d / gn2  # the noise norm's expectation, not |noise|: see sampler.hpp
+            u = u + e * g + np.sqrt(2 * e) * noise
+            var = s_i**2 - s_n**2
+            mean_u = u + var * score(model, u, s_i)
+            u = mean_u + math.sqrt(var) * z() if s_n > 0 else mean_u
+    elif method == "cas":
+        lam = methods.CAS_REFRESH
+        for s_i, s_n in zip(sig, nxt):
+            kappa = 1 - (s_n / s_i) ** (1 + lam)
+            beta = math.sqrt(max(0.0, s_n**2 - ((1 - kappa) * s_i) ** 2))
+            u = u + kappa * s_i**2 * score(model, u, s_i)
+            if beta > 0:
+                u = u + beta * z()
+    else:  # the probability-flow ODE dx/dsigma = -sigma s(x, sigma), Karras et al. Alg. 1 / 2
+        churn = methods.EDM_CHURN if method == "edm" else 0.0
+        gamma = min(churn / N, math.sqrt(2) - 1)
+        for s_i, s_n in zip(sig, nxt):
+            hat = s_i * (1 + gamma)
+            if gamma > 0:
+                u = u + math.sqrt(hat**2 - s_i**2) * z()
+            d1 = -hat * score(model, u, hat)
+            u_e = u + (s_n - hat) * d1
+            if method == "euler" or s_n == 0:
+                u = u_e
+            else:
+                d2 = -s_n * score(model, u_e, s_n)
+                u = u + (s_n - hat) * (d1 + d2) / 2
+    return shift + scale * u

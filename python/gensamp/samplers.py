@@ -25,15 +25,26 @@ Chain indices are 64-bit: chain_offset + n <= 2^64.
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, methods
 from ._inputs import DEFAULT_N, as_model, with_defaults
 from ._resources import SAMPLING_HINT, check_memory, resolve_threads
-from ._validate import F32_MAX, as_chain_offset, as_int, as_pos_float, as_rows, as_sigmas
+from ._validate import (
+    F32_MAX,
+    as_bool,
+    as_chain_offset,
+    as_choice,
+    as_int,
+    as_pos_float,
+    as_rows,
+    as_sigmas,
+)
 from .mixture import GaussianMixture
 from .weights import Weights
 
@@ -146,10 +157,51 @@ def _run(
     denoise: bool,
     tile: Any,
     chain_offset: Any,
+    progress: Any = None,
 ) -> Any:
+    schedule = (
+        _core.annealed_schedule(sigmas, eps, T)
+        if annealed
+        else _core.plain_schedule(sigmas[0], eps, T)
+    )
+    x, traj, _ = _execute(
+        model,
+        schedule,
+        init_std,
+        n,
+        x0,
+        seed,
+        threads,
+        record_every,
+        denoise,
+        tile,
+        chain_offset,
+        progress,
+    )
+    return (x, traj) if record_every else x
+
+
+def _execute(
+    model: Weights | GaussianMixture,
+    schedule: Any,
+    init_std: float,
+    n: Any,
+    x0: Any,
+    seed: Any,
+    threads: Any,
+    record_every: Any,
+    denoise: bool,
+    tile: Any,
+    chain_offset: Any,
+    progress: Any,
+    init_mean: np.ndarray | None = None,
+    stacklevel: int = 4,
+) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """One engine run of ``schedule``: (x, trajectory or None, score evaluations per chain).
+    Chains without x0 start from N(init_mean, init_std^2 I) in model coordinates."""
     d = model.dim
     threads = resolve_threads(threads)
-    steps = len(sigmas) * T
+    steps = schedule.total_steps
     n, x0, seed, record_every, tile, chain_offset = _run_args(
         model, steps, n, x0, seed, record_every, denoise, tile, chain_offset
     )
@@ -159,11 +211,6 @@ def _run(
     check_memory(states, what)  # first alone: such an n may not even fit the engine's integers
     _check_engine_memory(model)
     engine = model._engine()
-    schedule = (
-        _core.annealed_schedule(sigmas, eps, T)
-        if annealed
-        else _core.plain_schedule(sigmas[0], eps, T)
-    )
     options = _core.RunOptions(
         seed=seed,
         threads=threads,
@@ -172,13 +219,58 @@ def _run(
         denoise=bool(denoise),
         chain_offset=chain_offset,
     )
-    _check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, len(sigmas))
-    x, traj, div = _core.run(engine, schedule, n, x0, init_std, options)
+    levels = len(schedule.sigmas)
+    _check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, levels)
+    with _progress(progress, n) as report:
+        x, traj, div, evals = _core.run(
+            engine, schedule, n, x0, init_std, options, report, init_mean
+        )
     if div.size:
-        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=3)
+        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=stacklevel)
     if record_every and traj is None:  # fewer steps than record_every: T // k = 0 states
         traj = np.empty((0, n, d), np.float32)
-    return (x, traj) if record_every else x
+    return x, traj, evals
+
+
+class _progress:
+    """A tqdm bar over the run's chains, fed by the engine's poll (every 50 ms at most), or
+    nothing. ``progress=None``: a bar on a terminal (stderr a TTY) for runs longer than 2 s;
+    True / False force it on or off."""
+
+    def __init__(self, progress: Any, n: int) -> None:
+        if progress is not None and not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be None, True or False, got {progress!r}")
+        show = sys.stderr.isatty() if progress is None else bool(progress)
+        self.bar: Any = None
+        if show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=n,
+                unit="chain",
+                unit_scale=True,
+                delay=0 if progress else 2.0,
+                dynamic_ncols=True,
+                leave=False,
+            )
+
+    def __enter__(self) -> Any:
+        if self.bar is None:
+            return None
+        bar = self.bar
+
+        def report(fraction: float) -> None:
+            done = int(fraction * bar.total)
+            if done > bar.n:
+                bar.update(done - bar.n)
+
+        return report
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            if exc[0] is None:
+                self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
 
 
 def _score_model(weights: Any, sampler: str) -> Weights | GaussianMixture:
@@ -252,6 +344,7 @@ def langevin(
     sigma: float | None = None,
     tile: int | None = None,
     chain_offset: int = 0,
+    progress: bool | None = None,
 ) -> Any:
     """Plain (unadjusted) Langevin: T steps of x <- x + eps/2 s(x) + sqrt(eps) z.
 
@@ -270,6 +363,8 @@ def langevin(
     chain_offset : global index of the first chain (default 0): row i is chain chain_offset + i,
         so a run cut into shards [a, b) reproduces the rows of the whole run bit for bit.
         0 <= chain_offset and chain_offset + n <= 2^64.
+    progress : a tqdm bar of the chain-steps done, on stderr; None (default) shows it on a
+        terminal once a run has taken 2 s; True / False force it on / off.
 
     Returns samples [n, d] float32, or (samples, trajectory) when record_every > 0.
     Chains that end non-finite raise a :class:`DivergenceWarning` listing them.
@@ -290,6 +385,7 @@ def langevin(
         False,
         tile,
         chain_offset,
+        progress,
     )
 
 
@@ -307,6 +403,7 @@ def annealed_langevin(
     record_every: int = 0,
     tile: int | None = None,
     chain_offset: int = 0,
+    progress: bool | None = None,
 ) -> Any:
     """Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1).
 
@@ -314,6 +411,8 @@ def annealed_langevin(
     x <- x + alpha_i/2 * s(x, sigma_i) + sqrt(alpha_i) z. ``sigmas``, ``eps`` and ``T`` left as
     None are taken from the weights' stored sampler defaults (ValueError if absent).
     ``denoise=True`` adds the Tweedie step x + sigma_L^2 s(x, sigma_L) at the end.
+    ``progress`` as in :func:`langevin`. For few-step samplers at a budget of score
+    evaluations, see :func:`sample`.
     eps must scale with sigma_L^2: eps ~ 0.1-0.2 sigma_L^2 is a good start (the paper's
     eps = 2e-5 assumes sigma_L = 0.01). Other arguments and the return value as in
     :func:`langevin`; the trajectory has L*T // record_every states.
@@ -334,6 +433,7 @@ def annealed_langevin(
         denoise,
         tile,
         chain_offset,
+        progress,
     )
 
 
@@ -345,15 +445,22 @@ def vae_sample(
     threads: int | None = None,
     tile: int | None = None,
     chain_offset: int = 0,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Ancestral sampling from a VAE decoder: z ~ N(0, I), x ~ N(mu(z), diag exp(logvar(z))).
 
-    The decoder's own Gaussian noise is sampled, not only its mean. z uses step 0 and the
+    The decoder's own Gaussian noise is sampled, not only its mean. ``progress`` as in
+    :func:`langevin`. z uses step 0 and the
     decoder noise step 1 of chain j's noise stream (j = chain_offset + row, as in
     :func:`langevin`). Returns [n, d] float32 in data space.
     """
-    model = _vae_decoder(decoder)
-    n = as_int(n, "n", 1)
+    return _vae(_vae_decoder(decoder), n, seed, threads, tile, chain_offset, progress)
+
+
+def _vae(
+    model: Weights, n: Any, seed: Any, threads: Any, tile: Any, chain_offset: Any, progress: Any
+) -> np.ndarray:
+    n = as_int(DEFAULT_N if n is None else n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
     chain_offset = as_chain_offset(chain_offset, n)
     threads = resolve_threads(threads)
@@ -364,7 +471,152 @@ def vae_sample(
     _check_engine_memory(model)
     engine = model._engine()
     _check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
-    x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset)
+    with _progress(progress, n) as report:
+        x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset, report)
     if div.size:
-        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=2)
+        warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=3)
     return x
+
+
+def _mixture_range(mix: GaussianMixture) -> tuple[float, float, np.ndarray, float]:
+    """A GaussianMixture's default noise range and starting distribution (its exact score
+    holds at any sigma): (sigma_max, sigma_min, mean, variance per coordinate). sigma_max is
+    the diameter of the box holding every component's mean +- 3 standard deviations (NCSNv2's
+    technique 1, the largest distance between likely points); sigma_min 0.03 of the mixture's
+    standard deviation, the level an NCSN stores by default (its units are standardised)."""
+    cov = mix.covariances
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))  # [K, d]
+    lo, hi = (mix.means - 3 * sd).min(0), (mix.means + 3 * sd).max(0)
+    mean = mix.weights @ mix.means
+    spread = mix.weights @ (sd**2 + (mix.means - mean) ** 2)  # per coordinate
+    var = float(spread.mean())
+    return float(np.linalg.norm(hi - lo)), 0.03 * math.sqrt(var), mean, var
+
+
+def sample(
+    weights: Any,
+    n: int | None = None,
+    *,
+    method: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    x0: Any = None,
+    progress: bool | None = None,
+    return_info: bool = False,
+    tile: int | None = None,
+    chain_offset: int = 0,
+) -> Any:
+    """Samples from any model with the sampler that suits it, at a budget of ``steps`` score
+    evaluations per chain.
+
+    * an NCSN (``gensamp.train_ncsn``): the method and budget it stores (``sampler["method"]``,
+      ``sampler["steps"]``), else ``gensamp.methods.DEFAULT_METHOD`` at
+      ``DEFAULT_STEPS`` evaluations, over its stored noise range sigmas[0] .. sigmas[-1];
+    * a ``GaussianMixture``: the same default method, its noise range from its own spread
+      (``_mixture_sigmas``: sigma_max the diameter of its +-3 standard deviation box,
+      sigma_min 1% of its smallest standard deviation);
+    * a score network without noise input: plain Langevin with its stored eps and T
+      (``steps`` overrides T); method "langevin";
+    * a VAE decoder: ancestral sampling (method "ancestral", no score evaluations).
+
+    ``method`` is one of ``gensamp.methods.METHODS`` (see :mod:`gensamp.methods` for each
+    update and its cost) for noise-conditional models. ``progress``: a tqdm bar of the chains
+    done, None showing it on a terminal for runs over 2 s. ``seed``, ``threads``, ``x0``,
+    ``tile``, ``chain_offset``: as in :func:`annealed_langevin`; the result is bit-identical
+    for any thread count, tiling or split into shards.
+
+    Returns samples [n, d] float32 in data space, or ``(x, info)`` with ``return_info=True``:
+    ``info["method"]``, ``info["steps"]`` (the budget), ``info["score_evals"]`` (per chain, as
+    the engine counted them), ``info["seconds"]`` (wall time of the run) and the schedule's
+    settings.
+    """
+    t0 = time.perf_counter()
+    return_info = as_bool(return_info, "return_info")
+    model = as_model(weights)
+    info: dict[str, Any]
+    if isinstance(model, Weights) and model.role == "vae_decoder":
+        if method not in (None, "ancestral"):
+            raise ValueError(f"a VAE decoder is sampled by ancestral sampling, not {method!r}")
+        if steps is not None:
+            raise ValueError("steps does not apply to a VAE decoder (one decoder pass per sample)")
+        if x0 is not None:
+            raise ValueError("x0 does not apply to a VAE decoder")
+        x = _vae(model, n, seed, threads, tile, chain_offset, progress)
+        info = {"method": "ancestral", "steps": 0, "score_evals": 0.0}
+    elif isinstance(model, Weights) and not (model.conditioned or model.divide_by_sigma):
+        if method not in (None, "langevin"):
+            raise ValueError(
+                f"a score network without noise input is sampled by 'langevin', not {method!r}"
+            )
+        _, sig, eps, T = _langevin_settings(model, None, steps, None)
+        schedule = _core.plain_schedule(sig[0], eps, T)
+        x, _, evals = _execute(
+            model,
+            schedule,
+            1.0,
+            n,
+            x0,
+            seed,
+            threads,
+            0,
+            False,
+            tile,
+            chain_offset,
+            progress,
+            None,
+            3,
+        )
+        info = {"method": "langevin", "steps": T, "score_evals": evals, "eps": eps}
+    else:
+        init_mean = None
+        if isinstance(model, Weights):
+            var = 1.0  # standardised coordinates (a net without normalisation: its data's scale)
+            stored = model.sampler
+            if "sigmas" not in stored:
+                raise ValueError(
+                    "this NCSN stores no noise levels (sampler['sigmas']); "
+                    "use annealed_langevin with sigmas=..."
+                )
+            sigma_max, sigma_min = stored["sigmas"][0], stored["sigmas"][-1]
+            default_method = stored.get("method", methods.DEFAULT_METHOD)
+            default_steps = stored.get("steps")
+        else:
+            sigma_max, sigma_min, mean, var = _mixture_range(model)
+            init_mean = mean.astype(np.float32)
+            default_method, default_steps = methods.DEFAULT_METHOD, None
+        method = default_method if method is None else method
+        method = as_choice(method, "method", methods.METHODS)
+        if steps is None:
+            steps = default_steps if method == default_method and default_steps else None
+            steps = methods.DEFAULT_STEPS if steps is None else steps
+        schedule, denoise, settings = methods.schedule(method, steps, sigma_max, sigma_min)
+        # The noised data's own spread: sigma_max^2 plus the data's variance (a draw from
+        # N(0, sigma_max^2) alone is too narrow for the deterministic samplers to forget).
+        init_std = math.sqrt(sigma_max**2 + var)
+        x, _, evals = _execute(
+            model,
+            schedule,
+            init_std,
+            n,
+            x0,
+            seed,
+            threads,
+            0,
+            denoise,
+            tile,
+            chain_offset,
+            progress,
+            init_mean,
+            3,
+        )
+        info = {
+            "method": method,
+            "steps": int(steps),
+            "score_evals": evals,
+            "sigma_max": sigma_max,
+            "sigma_min": sigma_min,
+            **settings,
+        }
+    info["seconds"] = time.perf_counter() - t0
+    return (x, info) if return_info else x

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_array, as_int, as_pos_float, as_sigmas
+from .methods import _ncsnv2_eps
 
 __all__ = ["ncsn_defaults", "schedule_for_sigmas"]
 
@@ -59,34 +60,6 @@ def _ncsnv2_ratio(d: int, max_ratio: float) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
     return 0.5 * (lo + hi)
-
-
-def _prop3_variance(beta: float, gamma: float, T: int) -> float:
-    """NCSNv2 Proposition 3: s_T^2 / sigma_i^2 after T steps at level i from N(0, sigma_{i-1}^2)
-    on a Gaussian N(0, sigma_i^2), with beta = eps'/sigma_L^2 in NCSNv2's update
-    x + eps' s + sqrt(2 eps') z."""
-    k = 2.0 * beta / (1.0 - (1.0 - beta) ** 2)
-    return (1.0 - beta) ** (2 * T) * (gamma**2 - k) + k
-
-
-def _ncsnv2_eps(gamma: float, T: int, sigma_min: float, tol: float = 0.1) -> float:
-    """Step size from NCSNv2 technique 3 (Proposition 3), converted to gensamp's update.
-
-    NCSNv2 picks the beta making s_T^2 closest to 1. We take the *largest* beta with
-    |s_T^2 - 1| <= ``tol`` (falling back to the closest when none qualifies): in low
-    dimensions the mode weights, not the per-level variance that Proposition 3 tracks, are
-    what equilibrates slowest: with the exact mixture score, sigma_L = 0.01, gamma ~ 2 and
-    T = 50-400, the closest-to-1 step left the seed mixture's left-mode weight at 0.278-0.291
-    (truth 0.25; W1 0.42-0.64), while the largest step within 10% gave 0.250-0.252.
-    gensamp's update
-    x + a/2 s + sqrt(a) z is NCSNv2's chain with a = 2 eps', so eps = 2 beta sigma_L^2
-    (about 0.36 sigma_L^2 for T >= ~50).
-    """
-    betas = np.geomspace(1e-6, 0.999, 4000)
-    v = np.array([abs(_prop3_variance(float(b), gamma, T) - 1.0) for b in betas])
-    ok = np.flatnonzero(v <= tol)
-    b = float(betas[ok[-1]] if ok.size else betas[np.argmin(v)])
-    return 2.0 * b * sigma_min**2
 
 
 def ncsn_defaults(

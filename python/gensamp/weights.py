@@ -33,7 +33,8 @@ key                  value
 ``divide_by_sigma``  ``true`` or ``false``: network output divided by sigma (NCSNv2 style)
 ``role``             ``score`` (output d), ``ncsn`` (noise-conditional score, output d) or
                      ``vae_decoder`` (input: latent z; output 2d = [mean | log-variance])
-``sampler``          JSON object, sampler defaults: ``sigmas`` (list, decreasing), ``eps``, ``T``
+``sampler``          JSON object, sampler defaults: ``sigmas`` (list, decreasing), ``eps``, ``T``;
+                     ``method`` (string) and ``steps`` (integer): gensamp.sample's default
 ``info``             JSON object, free-form provenance (training settings, losses, ...)
 ===================  ==========================================================================
 
@@ -92,10 +93,12 @@ def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
     if sampler is None:
         return {}
     if not isinstance(sampler, Mapping):
-        raise TypeError("sampler defaults must be a dict with keys sigmas, eps, T")
-    unknown = set(sampler) - {"sigmas", "eps", "T"}
+        raise TypeError("sampler defaults must be a dict with keys sigmas, eps, T, method, steps")
+    unknown = set(sampler) - {"sigmas", "eps", "T", "method", "steps"}
     if unknown:
-        raise ValueError(f"unknown sampler default(s) {sorted(unknown)}; allowed: sigmas, eps, T")
+        raise ValueError(
+            f"unknown sampler default(s) {sorted(unknown)}; allowed: sigmas, eps, T, method, steps"
+        )
     out: dict[str, Any] = {}
     if sampler.get("sigmas") is not None:
         out["sigmas"] = as_sigmas(sampler["sigmas"], "stored sigmas", f32=True)
@@ -103,6 +106,15 @@ def _check_sampler(sampler: Mapping[str, Any] | None) -> dict[str, Any]:
         out["eps"] = as_pos_float(sampler["eps"], "stored eps", f32=True)
     if sampler.get("T") is not None:
         out["T"] = as_int(sampler["T"], "stored T", 1)
+    # gensamp.sample's method and budget; the name is checked against gensamp.methods.METHODS
+    # when it is used (this module sits below the samplers and does not know them).
+    method = sampler.get("method")
+    if method is not None:
+        if not (isinstance(method, str) and method.isidentifier()):
+            raise ValueError(f"stored method must be a sampler name, got {method!r}")
+        out["method"] = method
+    if sampler.get("steps") is not None:
+        out["steps"] = as_int(sampler["steps"], "stored steps", 1)
     return out
 
 
@@ -573,9 +585,13 @@ def _check_sampler_types(path: PathLike, sampler: Mapping[str, Any]) -> None:
     eps = sampler.get("eps")
     if eps is not None and not _is_number(eps):
         raise _fail(path, f"stored eps must be a JSON number, got {_short(repr(eps))}")
-    T = sampler.get("T")
-    if T is not None and not (isinstance(T, int) and not isinstance(T, bool)):
-        raise _fail(path, f"stored T must be a JSON integer, got {_short(repr(T))}")
+    for key in ("T", "steps"):
+        v = sampler.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool)):
+            raise _fail(path, f"stored {key} must be a JSON integer, got {_short(repr(v))}")
+    method = sampler.get("method")
+    if method is not None and not isinstance(method, str):
+        raise _fail(path, f"stored method must be a JSON string, got {_short(repr(method))}")
 
 
 def load(path: PathLike) -> Weights:

@@ -26,30 +26,88 @@ struct RunOptions {
   // concurrently, during set-up (ScoreModel::prepare) and the chains alike; returning true
   // cancels the run (used for Ctrl-C). May be empty.
   std::function<bool()> poll;
+  // Called just before each poll with the fraction of the run's chain-steps done, in [0, 1]
+  // (0 during set-up). May be empty. For progress bars.
+  std::function<void(double)> progress;
+};
+
+// One instruction of a sampler: what every chain of a tile does next. Built by the *_schedule
+// functions below only (they check what the run loop relies on). s = score at `level`, z a
+// fresh standard normal vector from the chain's noise stream (one stream step per draw).
+struct Step {
+  enum Kind {
+    // u <- (u + a s) + b z; b == 0 draws no noise (a deterministic step).
+    langevin,
+    // Langevin with the step from the signal-to-noise ratio a of each chain alone (Song et
+    // al. 2021, per chain): e = 2 a^2 d / max(|s|^2, d c), u <- (u + e s) + sqrt(2 e) z.
+    // The noise norm is its expectation sqrt(d), not the |z| of the z the step then adds:
+    // a step growing with |z|^2 makes the noise's variance E[2 e z^2] exceed 2 E[e] (three
+    // times over in 1-D, since E z^4 = 3), a hotter chain. c = 1/sigma^2 caps e at
+    // 2 a^2 sigma^2, its value where |s| is typical of N(mu, sigma^2 I), so a chain near a mode
+    // (|s| ~ 0) takes a bounded step.
+    corrector,
+    // b > 0: u <- u + b z first (EDM's churn). Then s = score(u, level), and u <- u + a s
+    // (Euler) when level2 < 0, else Heun's correction: u' = u + a s,
+    // u <- (u + (a/2) s) + c score(u', level2).
+    heun,
+  };
+  Kind kind = langevin;
+  int level = 0;
+  int level2 = -1;
+  double a = 0, b = 0, c = 0;
+  int repeat = 1;  // the step done this many times in a row
 };
 
 struct Schedule {
-  std::vector<double> sigmas;  // levels; plain Langevin uses one level
-  std::vector<double> alphas;  // step size per level
-  int T = 1;                   // steps per level
-  long total_steps() const { return long(sigmas.size()) * T; }
+  std::vector<double> sigmas;  // the noise levels the model prepares
+  std::vector<double> alphas;  // Langevin schedules: step size per level (else empty)
+  int T = 1;                   // Langevin schedules: steps per level
+  std::vector<Step> steps;     // the program
+  // Steps (each repetition counted): the trajectory's clock and the noise stream's bound.
+  long total_steps() const;
+  long score_evals() const;  // per chain, without RunOptions::denoise's one
 };
 
-// Algorithm 1 of Song & Ermon (2019): alpha_i = eps * sigma_i^2 / sigma_L^2.
+// Algorithm 1 of Song & Ermon (2019): alpha_i = eps * sigma_i^2 / sigma_L^2, T steps of
+// u <- u + (alpha_i/2) s + sqrt(alpha_i) z per level.
 Schedule annealed_schedule(const std::vector<double>& sigmas, double eps, int T);
 // Plain Langevin at one (possibly zero) noise level: alpha = eps.
 Schedule plain_schedule(double sigma, double eps, int T);
+// The schedules below take a decreasing grid sigma_0 > ... > sigma_{N-1} > 0 and end at
+// sigma_N = 0 (their last step leaves no noise), all in model coordinates.
+// Predictor-corrector for the VE SDE (Song et al. 2021): per level, `corrector` Langevin
+// corrector steps with signal-to-noise ratio snr, then the reverse-diffusion predictor
+// u <- u + (sigma_i^2 - sigma_{i+1}^2) s + sqrt(sigma_i^2 - sigma_{i+1}^2) z.
+Schedule pc_schedule(const std::vector<double>& sigmas, double snr, int corrector);
+// Consistent annealed sampling (Jolicoeur-Martineau et al. 2021): one step per level,
+// u <- u + kappa_i sigma_i^2 s + beta_i z, with beta_i making the noise left exactly
+// sigma_{i+1}: beta_i^2 = sigma_{i+1}^2 - (1 - kappa_i)^2 sigma_i^2. kappa_i =
+// 1 - (sigma_{i+1}/sigma_i)^(1 + refresh), refresh in [0, 1]: on a geometric grid (ratio gamma)
+// kappa is constant, the paper's eta = sigma_L^2 (1 - gamma^-(1 + refresh)); refresh = 0 is the
+// Euler step of the probability-flow ODE (beta = 0), refresh = 1 the VE SDE's ancestral step.
+// The last level takes kappa = 1, the Tweedie step to sigma = 0.
+Schedule cas_schedule(const std::vector<double>& sigmas, double refresh);
+// The probability-flow ODE du/dsigma = -sigma s(u, sigma) (Karras et al. 2022), Euler or
+// Heun (no second evaluation on the last step, which ends at sigma = 0). With churn > 0,
+// EDM's stochastic sampler (their Algorithm 2): each step whose sigma_i lies in
+// [s_tmin, s_tmax] first raises the noise to sigma^ = sigma_i (1 + gamma),
+// gamma = min(churn / N, sqrt(2) - 1), by adding sqrt(sigma^2 - sigma_i^2) s_noise z.
+Schedule ode_schedule(const std::vector<double>& sigmas, bool heun, double churn = 0,
+                      double s_tmin = 0, double s_tmax = 1e300, double s_noise = 1);
 
 struct RunResult {
   bool cancelled = false;
   std::vector<int64_t> diverged;  // rows of x (local, 0..n-1) whose final state is not finite
+  double score_evals = 0;         // score evaluations per chain, counted as they ran
 };
 
 // x: [n][d] row-major, data space. On entry holds x0 unless init_std > 0, in which case the
 // initial state is u0 = init_std * z(seed, j, kInitStep) in model coordinates. On exit holds
 // the final state. traj: [n_records][n][d], n_records = total_steps / record_every.
+// init_mean (d values, model coordinates; null = 0) centres that draw.
 RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n, float* x,
-                       double init_std, float* traj, const RunOptions& opt);
+                       double init_std, float* traj, const RunOptions& opt,
+                       const float* init_mean = nullptr);
 
 // decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
 // x: [n][d] output in data space.

@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from .. import activations as _acts
+from .. import methods
 from .._validate import as_array, as_int, as_pos_float, as_sigmas
 from ..weights import Weights
 from . import objectives
@@ -253,6 +254,9 @@ class NCSN(_Normalised):
             self.sampler_defaults["eps"] = float(eps)
         if T is not None:
             self.sampler_defaults["T"] = int(T)
+        # gensamp.sample's default: the method and budget bench/samplers.py measured best
+        self.sampler_defaults["method"] = methods.DEFAULT_METHOD
+        self.sampler_defaults["steps"] = methods.DEFAULT_STEPS
 
     def _sigma_column(self, sigma: Any, n: int, device: torch.device) -> torch.Tensor:
         if isinstance(sigma, torch.Tensor):

@@ -1,0 +1,308 @@
+"""The quality-cost frontier of gensamp's samplers (issue: samples per second at a quality).
+
+    python bench/samplers.py [--smoke] [--seeds 10] [--n 20000] [--train-seeds 5]
+
+Part 1, exact scores: every method of :mod:`gensamp.methods` at budgets 10 ... 3,000 score
+evaluations per sample on the seed 1D mixture and the 2D toy (Song & Ermon's 0.2/0.8 mixture),
+``--seeds`` draws of ``--n`` chains each: W1 (1D) or energy distance (2D, on the first 4,000
+samples) to as many fresh exact draws, and the mode-weight error, next to the floor (the same
+numbers between two sets of exact draws). Also annealed Langevin's level count swept at each
+budget (``ald_sweep``), the measurement behind :func:`gensamp.methods.ald_budget`.
+
+Part 2, trained NCSNs: ``train_ncsn`` with its defaults on 5,000 points of the seed mixture
+(training seeds 0 .. ``--train-seeds``-1), then the stored default of ``gensamp.sample`` and
+the other methods at <= 100 evaluations against the 3,000-evaluation annealed Langevin the
+model also stores (``annealed_langevin(w)``), 10 draws each: means over seeds x draws.
+
+Part 3: the wall time of 10^6 samples from one trained model, default ``gensamp.sample``, and
+annealed Langevin's 3,000-evaluation default on 10^5 chains (x10 for 10^6: it is linear in n).
+
+Writes bench/results/samplers.json and samplers.png (samplers_smoke.* with --smoke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from typing import Any
+
+import common
+import gensamp
+import numpy as np
+from gensamp import datasets, methods, metrics
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUDGETS = (10, 20, 50, 100, 300, 1000, 3000)
+ED_POINTS = 4000  # energy distance is O(n^2): on this many samples
+
+
+def _quality(x: np.ndarray, ref: np.ndarray, mix: gensamp.GaussianMixture) -> dict[str, float]:
+    if mix.dim == 1:
+        dist = metrics.wasserstein_1d(x[:, 0], ref[:, 0])
+    else:
+        dist = metrics.energy_distance(x[:ED_POINTS], ref[:ED_POINTS])
+    return {"dist": float(dist), "mode_err": metrics.mode_weight_error(x, mix)}
+
+
+def _summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in rows[0]:
+        v = np.array([r[k] for r in rows])
+        out[k] = float(v.mean())
+        out[k + "_sd"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return out
+
+
+def exact_frontier(seeds: int, n: int, budgets: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("seed_mixture_1d", "ncsn_mixture_2d"):
+        mix = datasets.true_mixture(name)
+        refs = [mix.sample(n, seed=10_000 + k) for k in range(seeds)]
+        floor = _summary(
+            [_quality(mix.sample(n, seed=20_000 + k), refs[k], mix) for k in range(seeds)]
+        )
+        rows = []
+        for method in methods.METHODS:
+            for steps in budgets:
+                if steps < methods.min_steps(method):
+                    continue
+                q, evals, secs = [], 0.0, []
+                for k in range(seeds):
+                    x, info = gensamp.sample(
+                        mix, n, method=method, steps=steps, seed=k, return_info=True
+                    )
+                    q.append(_quality(x, refs[k], mix))
+                    evals, secs = info["score_evals"], [*secs, info["seconds"]]
+                rows.append(
+                    {
+                        "method": method,
+                        "steps": steps,
+                        "score_evals": evals,
+                        "seconds": float(np.median(secs)),
+                        **_summary(q),
+                    }
+                )
+                print(
+                    f"  {name:16s} {method:6s} {steps:5d}  dist {rows[-1]['dist']:.4f}  "
+                    f"mode err {rows[-1]['mode_err']:.4f}",
+                    flush=True,
+                )
+        out[name] = {
+            "metric": "W1" if mix.dim == 1 else "energy distance",
+            "floor": floor,
+            "rows": rows,
+        }
+    return out
+
+
+def ald_sweep(seeds: int, n: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Annealed Langevin at each budget over level counts L (T = (steps-1)//L, NCSNv2 step)."""
+    from gensamp import samplers
+
+    mix = datasets.true_mixture("seed_mixture_1d")
+    smax, smin, mean, var = samplers._mixture_range(mix)
+    refs = [mix.sample(n, seed=10_000 + k) for k in range(seeds)]
+    rows = []
+    for steps in budgets:
+        for L in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96):
+            T = (steps - 1) // L
+            if T < 1:
+                continue
+            sig = np.geomspace(smax, smin, L).tolist()
+            sched = gensamp._core.annealed_schedule(
+                sig, methods._ncsnv2_eps(sig[0] / sig[1], T, smin), T
+            )
+            w = []
+            for k in range(seeds):
+                x = samplers._execute(
+                    mix,
+                    sched,
+                    math.sqrt(smax**2 + var),
+                    n,
+                    None,
+                    k,
+                    None,
+                    0,
+                    True,
+                    None,
+                    0,
+                    False,
+                    mean.astype(np.float32),
+                )[0]
+                w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
+            rows.append({"steps": steps, "L": L, "T": T, "W1": float(np.mean(w))})
+        best = min((r for r in rows if r["steps"] == steps), key=lambda r: r["W1"])
+        print(
+            f"  ald sweep {steps:5d}: best L = {best['L']} (W1 {best['W1']:.4f}); "
+            f"rule L = {methods.ald_budget(steps, smax, smin)['sigmas'].__len__()}",
+            flush=True,
+        )
+    return rows
+
+
+def trained(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
+    mix = datasets.true_mixture("seed_mixture_1d")
+    candidates = [
+        (m, s) for m in methods.METHODS for s in (20, 50, 100) if s >= methods.min_steps(m)
+    ]
+    per_model = []
+    for ts in range(train_seeds):
+        x_train = datasets.seed_mixture_1d(5000, ts)
+        t0 = time.perf_counter()
+        kw = {} if epochs is None else {"epochs": epochs}
+        w = gensamp.export(gensamp.train_ncsn(x_train, seed=ts, progress=False, **kw))
+        t_train = time.perf_counter() - t0
+        refs = [mix.sample(n, seed=30_000 + 100 * ts + k) for k in range(draws)]
+        res: dict[str, Any] = {"train_seed": ts, "train_seconds": t_train, "stored": w.sampler}
+        base = [
+            _quality(gensamp.annealed_langevin(w, n=n, seed=k), refs[k], mix) for k in range(draws)
+        ]
+        res["ald_3000"] = _summary(base)
+        q, info = [], {}
+        for k in range(draws):
+            x, info = gensamp.sample(w, n, seed=k, return_info=True)
+            q.append(_quality(x, refs[k], mix) | {"left": float(np.mean(x[:, 0] < -2.5))})
+        res["default"] = _summary(q) | {
+            "method": info["method"],
+            "score_evals": info["score_evals"],
+        }
+        for m, s in candidates:
+            qq = [
+                _quality(gensamp.sample(w, n, method=m, steps=s, seed=k), refs[k], mix)
+                for k in range(draws)
+            ]
+            res[f"{m}_{s}"] = _summary(qq)
+        per_model.append(res)
+        print(
+            f"  trained seed {ts}: ald-3000 W1 {res['ald_3000']['dist']:.4f}, default "
+            f"{res['default']['method']} ({res['default']['score_evals']:.0f} evals) W1 "
+            f"{res['default']['dist']:.4f}, left {res['default']['left']:.4f}",
+            flush=True,
+        )
+    keys = [
+        k for k in per_model[0] if isinstance(per_model[0][k], dict) and "dist" in per_model[0][k]
+    ]
+    mean = {
+        k: {
+            "dist": float(np.mean([r[k]["dist"] for r in per_model])),
+            "mode_err": float(np.mean([r[k]["mode_err"] for r in per_model])),
+        }
+        for k in keys
+    }
+    mean["default"]["left"] = float(np.mean([r["default"]["left"] for r in per_model]))
+    return {"models": per_model, "mean": mean}
+
+
+def timing(n_big: int) -> dict[str, Any]:
+    w = gensamp.export(
+        gensamp.train_ncsn(datasets.seed_mixture_1d(5000, 0), seed=0, progress=False)
+    )
+    gensamp.sample(w, 10_000)  # warm
+    t0 = time.perf_counter()
+    _, info = gensamp.sample(w, n_big, return_info=True, progress=False)
+    t_new = time.perf_counter() - t0
+    n_old = max(1, n_big // 10)
+    t0 = time.perf_counter()
+    gensamp.annealed_langevin(w, n=n_old)
+    t_old = time.perf_counter() - t0
+    return {
+        "n": n_big,
+        "default_seconds": t_new,
+        "default_method": info["method"],
+        "default_score_evals": info["score_evals"],
+        "ald_3000_n": n_old,
+        "ald_3000_seconds": t_old,
+        "ald_3000_seconds_for_n": t_old * n_big / n_old,
+        "threads": gensamp._core.max_threads(),
+    }
+
+
+def plot(data: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (name, part) in zip(axes, data["exact"].items()):
+        for method in methods.METHODS:
+            rows = [r for r in part["rows"] if r["method"] == method]
+            ax.errorbar(
+                [r["score_evals"] for r in rows],
+                [r["dist"] for r in rows],
+                yerr=[r["dist_sd"] for r in rows],
+                marker="o",
+                ms=3,
+                label=method,
+            )
+        ax.axhline(part["floor"]["dist"], color="k", ls=":", label="exact draws (floor)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("score evaluations per sample")
+        ax.set_ylabel(part["metric"])
+        ax.set_title(f"{name}, exact scores")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+PARTS = ("exact", "ald_sweep", "trained", "timing")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (the test suite's run)")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--train-seeds", type=int, default=5)
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="which parts to run (others are kept from an existing JSON): " + ",".join(PARTS),
+    )
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    if not set(parts) <= set(PARTS):
+        ap.error(f"--parts must be among {PARTS}")
+    budgets = BUDGETS
+    if args.smoke:
+        args.seeds, args.n, args.train_seeds, budgets = 2, 500, 1, (10, 50)
+        parts = [p for p in parts if p != "timing"]
+    name = "samplers_smoke" if args.smoke else "samplers"
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, name + ".json")
+    data: dict[str, Any] = {}
+    if os.path.exists(path):  # a part at a time: the others stay as they were measured
+        with open(path) as fh:
+            data = json.load(fh)
+    data.update(
+        budgets=list(budgets),
+        seeds=args.seeds,
+        n=args.n,
+        default={"method": methods.DEFAULT_METHOD, "steps": methods.DEFAULT_STEPS},
+    )
+    for part in parts:
+        print(f"== {part}", flush=True)
+        if part == "exact":
+            data["exact"] = exact_frontier(args.seeds, args.n, budgets)
+        elif part == "ald_sweep":
+            data["ald_sweep"] = ald_sweep(min(args.seeds, 3), args.n, budgets)
+        elif part == "trained":
+            epochs = 5 if args.smoke else None
+            data["trained"] = trained(args.train_seeds, 2 if args.smoke else 10, args.n, epochs)
+        else:
+            data["timing"] = timing(1_000_000)
+            print(f"  {data['timing']}", flush=True)
+        common.write_json(path, data)  # after each part: a long run keeps what it measured
+    if "exact" in data:
+        plot(data, os.path.join(args.out, name + ".png"))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""The samplers :func:`gensamp.sample` chooses between, and how a budget becomes a schedule.
+
+A budget is ``steps`` score evaluations per chain. Every method runs on a grid of noise levels
+sigma_0 > ... > sigma_{N-1} (model coordinates) from ``sigma_max`` to ``sigma_min`` and,
+except ``ald``, ends at sigma = 0 with a step that leaves no noise:
+
+========  ==========================================================  ==================
+method    update (engine: cpp/include/gensamp/sampler.hpp)           evaluations
+========  ==========================================================  ==================
+ald       annealed Langevin (Song & Ermon 2019), L levels x T steps,  L*T (+1 denoise)
+          L, T and eps from :func:`ald_budget`, then the Tweedie step
+pc        predictor-corrector (Song et al. 2021): per level one        2N
+          Langevin corrector step, its size from each chain's own
+          signal-to-noise ratio ``snr``, then reverse diffusion
+cas       consistent annealed sampling (Jolicoeur-Martineau et al.    N
+          2021): u + kappa sigma_i^2 s + beta_i z, beta_i making the
+          noise left exactly sigma_{i+1}
+euler     probability-flow ODE du/dsigma = -sigma s, Euler            N
+heun      the same ODE, Heun (Karras et al. 2022, Algorithm 1)        2N - 1
+edm       EDM's stochastic Heun sampler (Karras et al. 2022,          2N - 1
+          Algorithm 2), churn ``churn``
+========  ==========================================================  ==================
+
+The ODE methods and ``edm`` use EDM's grid (rho = 7, :func:`edm_sigmas`); ``pc`` and ``cas``
+a geometric one, as in their papers. Methods other than ``ald`` query sigma between the levels
+a network was trained on: they need an NCSN trained with ``continuous=True`` (the default of
+:func:`gensamp.train_ncsn`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validate import as_choice, as_int, as_pos_float
+
+__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_STEPS", "ald_budget", "edm_sigmas", "schedule"]
+
+METHODS = ("ald", "pc", "cas", "euler", "heun", "edm")
+# What gensamp.sample uses for a model that stores no method of its own (a GaussianMixture, an
+# NCSN saved before methods existed); bench/samplers.py measured the choice (README: Samplers).
+DEFAULT_METHOD = "heun"
+DEFAULT_STEPS = 39
+# Settings the budget does not decide (measured with exact scores: bench/samplers.py).
+PC_SNR = 0.16  # score_sde's value for VE models
+CAS_REFRESH = 1.0  # 0: the ODE's Euler step, 1: the VE ancestral step (sampler.hpp)
+EDM_CHURN = 10.0  # EDM's S_churn at N of a few tens (their CIFAR-10 VE setting: 30 at N=256)
+RHO = 7.0
+
+
+def _prop3_variance(beta: float, gamma: float, T: int) -> float:
+    """NCSNv2 Proposition 3: s_T^2 / sigma_i^2 after T steps at level i from N(0, sigma_{i-1}^2)
+    on a Gaussian N(0, sigma_i^2), with beta = eps'/sigma_L^2 in NCSNv2's update
+    x + eps' s + sqrt(2 eps') z."""
+    k = 2.0 * beta / (1.0 - (1.0 - beta) ** 2)
+    return (1.0 - beta) ** (2 * T) * (gamma**2 - k) + k
+
+
+def _ncsnv2_eps(gamma: float, T: int, sigma_min: float, tol: float = 0.1) -> float:
+    """Step size from NCSNv2 technique 3 (Proposition 3), converted to gensamp's update.
+
+    NCSNv2 picks the beta making s_T^2 closest to 1. We take the *largest* beta with
+    |s_T^2 - 1| <= ``tol`` (falling back to the closest when none qualifies): in low
+    dimensions the mode weights, not the per-level variance that Proposition 3 tracks, are
+    what equilibrates slowest: with the exact mixture score, sigma_L = 0.01, gamma ~ 2 and
+    T = 50-400, the closest-to-1 step left the seed mixture's left-mode weight at 0.278-0.291
+    (truth 0.25; W1 0.42-0.64), while the largest step within 10% gave 0.250-0.252.
+    gensamp's update
+    x + a/2 s + sqrt(a) z is NCSNv2's chain with a = 2 eps', so eps = 2 beta sigma_L^2
+    (about 0.36 sigma_L^2 for T >= ~50).
+    """
+    betas = np.geomspace(1e-6, 0.999, 4000)
+    v = np.array([abs(_prop3_variance(float(b), gamma, T) - 1.0) for b in betas])
+    ok = np.flatnonzero(v <= tol)
+    b = float(betas[ok[-1]] if ok.size else betas[np.argmin(v)])
+    return 2.0 * b * sigma_min**2
+
+
+def edm_sigmas(sigma_max: float, sigma_min: float, N: int, rho: float = RHO) -> list[float]:
+    """EDM's noise levels (Karras et al. 2022, eq. 5): N levels from sigma_max down to
+    sigma_min, evenly spaced in sigma^(1/rho) (dense near sigma_min for rho > 1)."""
+    if N == 1:
+        return [float(sigma_max)]
+    i = np.arange(N) / (N - 1)
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    s = (a + i * (b - a)) ** rho
+    s[0], s[-1] = sigma_max, sigma_min
+    return [float(v) for v in s]
+
+
+def _geometric(sigma_max: float, sigma_min: float, N: int) -> list[float]:
+    if N == 1:
+        return [float(sigma_max)]
+    return [float(v) for v in np.geomspace(sigma_max, sigma_min, N)]
+
+
+def ald_budget(steps: int, sigma_max: float, sigma_min: float) -> dict[str, Any]:
+    """Annealed Langevin's (L, T, eps) for ``steps`` evaluations per chain, the last of which
+    is the final Tweedie step: L = round(1.5 sqrt(steps - 1)) geometric levels (at least 2),
+    T = (steps - 1) // L steps per level and the NCSNv2 technique-3 step for their ratio (as
+    :func:`gensamp.schedules.ncsn_defaults`). The rule is a fit to a sweep over L at budgets
+    20-3000 with exact scores on the seed mixture (bench/samplers.py, ``ald_sweep``): the best
+    L grew like 1.5-2 sqrt(steps) up to ~100 evaluations and the optimum was flat beyond;
+    fewer levels leave modes unmixed (levels too far apart), more leave too few steps per
+    level to equilibrate."""
+    if steps < 3:
+        raise ValueError(
+            f"method 'ald' needs steps >= 3 (2 levels + the denoising step), got {steps}"
+        )
+    L = min(max(2, round(1.5 * math.sqrt(steps - 1))), steps - 1)
+    T = (steps - 1) // L
+    sig = _geometric(sigma_max, sigma_min, L)
+    return {"sigmas": sig, "T": T, "eps": _ncsnv2_eps(sig[0] / sig[1], T, sigma_min)}
+
+
+def min_steps(method: str) -> int:
+    return {"ald": 3, "pc": 2, "heun": 1, "edm": 1}.get(method, 1)
+
+
+def schedule(
+    method: str, steps: int, sigma_max: float, sigma_min: float
+) -> tuple[Any, bool, dict[str, Any]]:
+    """The engine schedule for ``method`` at ``steps`` evaluations per chain: (schedule,
+    denoise, settings); settings describe the schedule for ``info``."""
+    method = as_choice(method, "method", METHODS)
+    steps = as_int(steps, "steps", min_steps(method), 2**31 - 1)
+    sigma_max = as_pos_float(sigma_max, "sigma_max", f32=True)
+    sigma_min = as_pos_float(sigma_min, "sigma_min", f32=True)
+    if not sigma_min < sigma_max:
+        raise ValueError(f"sigma_min ({sigma_min:.3g}) must be < sigma_max ({sigma_max:.3g})")
+    if method == "ald":
+        b = ald_budget(steps, sigma_max, sigma_min)
+        sched = _core.annealed_schedule(b["sigmas"], b["eps"], b["T"])
+        return sched, True, {"levels": len(b["sigmas"]), "T": b["T"], "eps": b["eps"]}
+    if method == "pc":
+        N = steps // 2
+        sched = _core.pc_schedule(_geometric(sigma_max, sigma_min, N), PC_SNR, 1)
+        return sched, False, {"levels": N, "snr": PC_SNR}
+    if method == "cas":
+        sched = _core.cas_schedule(_geometric(sigma_max, sigma_min, steps), CAS_REFRESH)
+        return sched, False, {"levels": steps, "refresh": CAS_REFRESH}
+    if method == "euler":
+        sched = _core.ode_schedule(edm_sigmas(sigma_max, sigma_min, steps), False)
+        return sched, False, {"levels": steps, "rho": RHO}
+    N = (steps + 1) // 2
+    churn = EDM_CHURN if method == "edm" else 0.0
+    sched = _core.ode_schedule(edm_sigmas(sigma_max, sigma_min, N), True, churn)
+    out: dict[str, Any] = {"levels": N, "rho": RHO}
+    if churn:
+        out["churn"] = churn
+    return sched, False, out
