@@ -134,7 +134,41 @@ def ald_sweep(seeds: int, n: int, budgets: tuple[int, ...]) -> list[dict[str, An
                 )[0]
                 w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
             rows.append({"steps": steps, "L": L, "T": T, "W1": float(np.mean(w))})
-        best = min((r for r in rows if r["steps"] == steps), key=lambda r: r["W1"])
+        # The rule's schedule with and without its final denoising step (one evaluation).
+        b = methods.ald_budget(steps, smax, smin) if steps >= 3 else None
+        for denoise in (True, False) if b else ():
+            sched = gensamp._core.annealed_schedule(b["sigmas"], b["eps"], b["T"])
+            w = []
+            for k in range(seeds):
+                x = samplers._execute(
+                    mix,
+                    sched,
+                    math.sqrt(smax**2 + var),
+                    n,
+                    None,
+                    k,
+                    None,
+                    0,
+                    denoise,
+                    None,
+                    0,
+                    False,
+                    mean.astype(np.float32),
+                )[0]
+                w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
+            rows.append(
+                {
+                    "steps": steps,
+                    "L": len(b["sigmas"]),
+                    "T": b["T"],
+                    "W1": float(np.mean(w)),
+                    "rule": True,
+                    "denoise": denoise,
+                }
+            )
+        best = min(
+            (r for r in rows if r["steps"] == steps and "rule" not in r), key=lambda r: r["W1"]
+        )
         print(
             f"  ald sweep {steps:5d}: best L = {best['L']} (W1 {best['W1']:.4f}); "
             f"rule L = {methods.ald_budget(steps, smax, smin)['sigmas'].__len__()}",

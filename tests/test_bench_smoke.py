@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import gensamp
 import pytest
 
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench")
@@ -99,3 +100,21 @@ def test_relu_skip_probe_matches_the_engine_kernel():
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("(same bits)") == 3 and "DIFFERENT" not in r.stdout
     assert subprocess.run([exe, "100", "48", "32", "0.5"], capture_output=True).returncode == 2
+
+
+def test_samplers_smoke(tmp_path):
+    """bench/samplers.py end to end at tiny sizes: every method at each budget, next to the
+    floor of exact draws, the annealed-Langevin sweep, and a (barely) trained NCSN."""
+    _run("samplers.py", "--smoke", "--out", str(tmp_path))
+    data = json.loads((tmp_path / "samplers_smoke.json").read_text())
+    for part in data["exact"].values():
+        assert part["floor"]["dist"] > 0
+        got = {(r["method"], r["steps"]) for r in part["rows"]}
+        assert got == {(m, s) for m in gensamp.methods.METHODS for s in (10, 50)}
+        for r in part["rows"]:
+            assert r["score_evals"] <= r["steps"] and r["dist"] > 0 and r["seconds"] > 0
+    assert {r["steps"] for r in data["ald_sweep"]} == {10, 50}
+    model = data["trained"]["models"][0]
+    assert model["default"]["method"] == data["default"]["method"]
+    assert model["ald_3000"]["dist"] > 0
+    assert (tmp_path / "samplers_smoke.png").stat().st_size > 10_000

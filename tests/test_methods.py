@@ -272,3 +272,20 @@ def test_cli_method_and_steps(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and "--method" in err and "Traceback" not in err
     assert not (tmp_path / "z.npy").exists()
+
+
+def test_pc_corrector_stationary_variance_on_a_gaussian():
+    # One level sigma on N(0, v): where the corrector's cap binds (|u| < S^2/sigma, here 10
+    # standard deviations) its step is the constant e = 2 snr^2 sigma^2, and unadjusted
+    # Langevin with step e on N(0, S^2), S^2 = v + sigma^2, has stationary variance
+    # S^2 / (1 - e / (2 S^2)). The predictor's last step (to sigma = 0) then scales u by
+    # 1 - sigma^2 / S^2.
+    v, sigma, snr = 1.0, 0.1, 3.0
+    S2 = v + sigma**2
+    e = 2 * snr**2 * sigma**2
+    want = S2 / (1 - e / (2 * S2)) * (1 - sigma**2 / S2) ** 2
+    g = gensamp.GaussianMixture([1.0], [[0.0]], stds=[math.sqrt(v)])
+    sched = _core.pc_schedule([sigma], snr, 100)
+    x = _core.run(g._engine(), sched, 100_000, None, 1.0, _core.RunOptions(seed=3, threads=2))[0]
+    assert want > S2 * 1.07  # the discretisation's excess, which the test resolves
+    assert abs(x.var() / want - 1) < 0.015, (x.var(), want)

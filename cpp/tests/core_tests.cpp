@@ -579,6 +579,42 @@ void test_thread_and_tile_invariance() {
   }
 }
 
+// Every step kind (the few-step samplers' programs): any thread count and tiling gives the same
+// bits, the schedule's own count of evaluations is what the run counted, and the programs the
+// builders refuse are refused.
+void test_step_programs() {
+  Mlp net(mlp_spec(3, 40, 3, Act::silu, SigmaInput::log_sigma, true, 4));
+  Mixture mix({1, 2, 3}, {-2, 0, 1, 2, 0, -1, 0, 3, 0}, 3, {1, 0.5, 2, 1, 1, 1, 0.3, 0.3, 0.3}, {});
+  const std::vector<double> grid = {6.0, 2.5, 1.0, 0.4, 0.1};
+  const Schedule progs[] = {pc_schedule(grid, 0.16, 2), cas_schedule(grid, 0.5),
+                            ode_schedule(grid, false), ode_schedule(grid, true),
+                            ode_schedule(grid, true, 2.0, 0.5, 10.0, 1.007)};
+  for (ScoreModel* m : {static_cast<ScoreModel*>(&net), static_cast<ScoreModel*>(&mix)})
+    for (const Schedule& sched : progs) {
+      const int64_t n = 77;
+      const Run base = run(*m, sched, n, nullptr, 1, 64, 1, false);
+      CHECK(all_finite(base.x) && base.res.diverged.empty());
+      CHECK_MSG(base.res.score_evals == double(sched.score_evals()), "counted %g, scheduled %ld",
+                base.res.score_evals, sched.score_evals());
+      for (int threads : {2, 7})
+        for (int tile : {1, 16, 100}) {
+          const Run r = run(*m, sched, n, nullptr, threads, tile, 1, false);
+          CHECK_MSG(same_bits(r.x, base.x) && same_bits(r.traj, base.traj),
+                    "threads=%d tile=%d differ", threads, tile);
+        }
+    }
+  CHECK(pc_schedule(grid, 0.16, 1).score_evals() == 10);
+  CHECK(ode_schedule(grid, true).score_evals() == 9);
+  CHECK(ode_schedule(grid, true, 2.0).sigmas.size() == 2 * grid.size());  // the churned levels
+  bool threw = false;
+  try {
+    ode_schedule({1.0, 2.0}, true);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
 // Chains [a, b) run with chain_offset = a are rows a..b-1 of the run over [0, b), whatever the
 // split: what lets a run be cut into shards on many machines.
 void test_chain_offset_slices() {
@@ -1184,6 +1220,7 @@ struct Test {
 };
 
 const Test kTests[] = {
+    {"step_programs", test_step_programs},
     {"philox_known_answers", test_philox_known_answers},
     {"kernel_families_share_one_simd_level", test_kernel_families_share_one_simd_level},
     {"normals_layout_and_moments", test_normals_layout_and_moments},
