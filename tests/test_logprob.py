@@ -359,7 +359,7 @@ def test_trained_ncsn_held_out_nll_is_near_the_entropy():
     2.502 at 20 epochs (2.511 at 100)."""
     mix = datasets.true_mixture("seed_mixture_1d")
     w = gensamp.export(
-        gensamp.train_ncsn(mix.sample(4000, seed=0), epochs=20, seed=0, progress=False)
+        gensamp.train_ncsn(mix.sample(4000, seed=0), epochs=20, seed=0, progress=False, threads=1)
     )
     held_out = mix.sample(10_000, seed=123)
     nll = -np.mean(gensamp.log_prob(w, held_out))
