@@ -39,6 +39,8 @@ NO_TORCH = textwrap.dedent(
     x = gensamp.annealed_langevin(path, n=64, seed=1)
     ref = reference.annealed_langevin(path, n=64, seed=1)
     assert np.max(np.abs(x - ref) / (1 + np.abs(ref))) < 1e-4
+    lp, lp_ref = gensamp.log_prob(path, x, steps=4), reference.log_prob(path, x, steps=4)
+    assert np.max(np.abs(lp - lp_ref) / (1 + np.abs(lp_ref))) < 1e-4
     mix = datasets.true_mixture("seed_mixture_1d")
     y = gensamp.langevin(mix, 0.1, 50, n=100, seed=0)
     dec = gensamp.Weights([(rng.normal(size=(8, 2)), np.zeros(8)),

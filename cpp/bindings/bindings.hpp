@@ -60,3 +60,4 @@ void register_models(pybind11::module_& m);    // bind_models.cpp
 void register_samplers(pybind11::module_& m);  // bind_samplers.cpp
 void register_rng(pybind11::module_& m);       // bind_rng.cpp
 void register_build(pybind11::module_& m);     // bind_build.cpp
+void register_density(pybind11::module_& m);   // bind_density.cpp

@@ -14,6 +14,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "gensamp's C++ chain engine (use the gensamp package, not this module directly)";
   register_models(m);
   register_samplers(m);
+  register_density(m);
   register_rng(m);
   register_build(m);
 }

@@ -251,3 +251,137 @@ void Mlp::score(const float* x, int width, const Levels& lvb, int level, float* 
 }
 
 }  // namespace gensamp
+
+namespace gensamp {
+
+namespace {
+
+struct MlpDivWs final : Workspace {
+  std::vector<float> a, b;    // the chains' activations, as in MlpWs
+  std::vector<float> g;       // act'(h) of every hidden layer, [sum of hidden widths][width]
+  std::vector<float> ta, tb;  // tangents, [max_width][directions * width]
+  std::vector<float> zero;    // the tangents' bias
+};
+
+int directions(int d, int probes) { return probes == 0 ? d : probes; }
+
+uint64_t hidden_rows(const std::vector<Dense>& L) {
+  uint64_t rows = 0;
+  for (size_t i = 0; i + 1 < L.size(); ++i) rows += uint64_t(L[i].out);
+  return rows;
+}
+
+}  // namespace
+
+std::unique_ptr<Workspace> Mlp::div_workspace(int width, int probes) const {
+  auto ws = std::make_unique<MlpDivWs>();
+  const size_t cols = size_t(directions(d_, probes)) * size_t(width);
+  ws->a.assign(size_t(max_width_) * width, 0.f);
+  ws->b.assign(size_t(max_width_) * width, 0.f);
+  ws->g.assign(size_t(hidden_rows(spec_.layers)) * width, 0.f);
+  ws->ta.assign(size_t(max_width_) * cols, 0.f);
+  ws->tb.assign(size_t(max_width_) * cols, 0.f);
+  ws->zero.assign(size_t(pad64(max_width_)), 0.f);
+  return ws;
+}
+
+uint64_t Mlp::div_workspace_bytes(int width, int probes) const {
+  const uint64_t cols = sat_mul(uint64_t(directions(d_, probes)), uint64_t(width));
+  const uint64_t state = block_bytes(sat_mul(uint64_t(max_width_), uint64_t(width)), 4);
+  const uint64_t tangents = block_bytes(sat_mul(uint64_t(max_width_), cols), 4);
+  uint64_t b = sat_add(block_bytes(1, sizeof(MlpDivWs)), sat_add(state, state));
+  b = sat_add(b, block_bytes(sat_mul(hidden_rows(spec_.layers), uint64_t(width)), 4));
+  b = sat_add(b, sat_add(tangents, tangents));
+  return sat_add(b, block_bytes(uint64_t(pad64(max_width_)), 4));
+}
+
+// The chains go forward as in forward_from(), keeping act'(h) of every hidden layer; then the
+// tangents t_p (unit vectors for the exact trace, the given v_p otherwise) go forward as
+// t <- act'(h) * (W t), layer by layer, to the output's J t_p. Every tangent column is one
+// chain's direction, so a column's bits depend on nothing but that chain and direction.
+void Mlp::score_div(const float* x, int width, const Levels& lvb, int level, const float* v,
+                    int probes, float* out, double* div, Workspace& wsb) const {
+  auto& ws = static_cast<MlpDivWs&>(wsb);
+  const auto& lv = static_cast<const MlpLevels&>(lvb);
+  const auto& L = spec_.layers;
+  const bool conditioned = spec_.sigma_input != SigmaInput::none;
+  auto ref_of = [&](size_t i, const float* bias) {
+    LayerRef r{L[i].W.data(),   wt_.empty() ? nullptr : wt_[i].data(), bias, L[i].out, L[i].in,
+               pad16(L[i].out), wp_.empty() ? nullptr : wp_[i].data()};
+    if (i == 0 && conditioned) {
+      r.W = w0_data_.data();
+      r.WT = wt0_data_.data();
+      r.WP = wp0_data_.data();
+      r.in = d_;
+    }
+    return r;
+  };
+
+  // Chains.
+  const float* bias0 =
+      lv.bias0 ? lv.bias0.get() + size_t(level) * lv.stride : b_pad_.front().data();
+  const float* cur = x;
+  float* bufs[2] = {ws.a.data(), ws.b.data()};
+  float* g = ws.g.data();
+  for (size_t i = 0; i < L.size(); ++i) {
+    const bool last = i + 1 == L.size();
+    float* dst = last ? out : bufs[i % 2];
+    layer_forward(ref_of(i, i == 0 ? bias0 : b_pad_[i].data()), cur, dst, width, false);
+    if (!last) {
+      const long m = long(L[i].out) * width;
+      apply_act_grad(spec_.acts[i], dst, g, m);
+      apply_act(spec_.acts[i], dst, m);
+      g += m;
+    }
+    cur = dst;
+  }
+  const float k = lv.out_scale.empty() ? 1.f : lv.out_scale[size_t(level)];
+  if (k != 1.f)
+    for (long i = 0, m = long(d_) * width; i < m; ++i) out[i] *= k;
+
+  // Tangents.
+  const int P = directions(d_, probes);
+  const int cols = P * width;
+  float* t = ws.ta.data();
+  float* spare = ws.tb.data();
+  g = ws.g.data();
+  for (size_t i = 0; i < L.size(); ++i) {
+    const int rows = L[i].out;
+    if (i == 0 && probes == 0) {
+      // W times the unit vector e_p is W's column p (what the product would give, bit for bit)
+      const float* W0 = conditioned ? w0_data_.data() : L[0].W.data();
+      for (int o = 0; o < rows; ++o)
+        for (int p = 0; p < P; ++p)
+          std::fill_n(t + size_t(o) * cols + size_t(p) * width, width, W0[size_t(o) * d_ + p]);
+    } else {
+      layer_forward(ref_of(i, ws.zero.data()), i == 0 ? v : spare, t, cols, false);
+    }
+    if (i + 1 < L.size()) {
+      for (int o = 0; o < rows; ++o) {
+        const float* go = g + size_t(o) * width;
+        for (int p = 0; p < P; ++p) {
+          float* to = t + size_t(o) * cols + size_t(p) * width;
+          for (int c = 0; c < width; ++c) to[c] *= go[c];
+        }
+      }
+      g += size_t(rows) * width;
+      std::swap(t, spare);
+    }
+  }
+  // t: J t_p for every direction, [d][cols]. The exact trace takes J's diagonal.
+  for (int c = 0; c < width; ++c) {
+    double acc = 0;
+    for (int p = 0; p < P; ++p) {
+      if (probes == 0) {
+        acc += double(t[size_t(p) * cols + size_t(p) * width + c]);
+      } else {
+        for (int i = 0; i < d_; ++i)
+          acc += double(v[size_t(i) * cols + size_t(p) * width + c]) *
+                 double(t[size_t(i) * cols + size_t(p) * width + c]);
+      }
+    }
+    div[c] = double(k) * (probes == 0 ? acc : acc / probes);
+  }
+}
+
+}  // namespace gensamp

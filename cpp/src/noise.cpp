@@ -142,6 +142,23 @@ void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, 
   noise_kernel().fn->update(seed, chain0, w, step, d, u, s, ld, half, root);
 }
 
+void tile_signs(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, int probes, float* v,
+                int ld) {
+  const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  const long bits = long(d) * probes;
+  for (int c = 0; c < w; ++c) {
+    const uint64_t j = chain0 + uint64_t(c);
+    PhiloxBlock r{};
+    for (long b = 0; b < bits; ++b) {
+      if (b % 128 == 0)
+        r = philox4x32_10(uint32_t(b / 128), step, uint32_t(j), uint32_t(j >> 32), k0, k1);
+      const bool set = (r.v[(b / 32) % 4] >> (b % 32)) & 1u;
+      const long p = b / d, i = b % d;
+      v[(i * probes + p) * long(ld) + c] = set ? -1.f : 1.f;
+    }
+  }
+}
+
 SimdLevel noise_level() { return noise_kernel().level; }
 
 }  // namespace gensamp

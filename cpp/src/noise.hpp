@@ -22,6 +22,15 @@ void tile_normals(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, f
 void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, float* u,
                           const float* s, int ld, float half, float root);
 
+// Rademacher directions for the Hutchinson trace estimate (density.cpp): for chains c < w
+// (global index chain0 + c), v[(i * probes + p) * ld + c] = -1 if bit b = p * d + i of the
+// chain's stream at `step` is set, else +1, where bit b is bit b % 32 of word (b / 32) % 4 of
+// Philox4x32-10 with counter (b / 128, step, j mod 2^32, j div 2^32) and key (seed mod 2^32,
+// seed div 2^32), the counter layout of the normals above. Integer work only: the same bits on
+// every path, so it has no SIMD variants.
+void tile_signs(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, int probes, float* v,
+                int ld);
+
 SimdLevel noise_level();  // the level both functions above run at
 
 }  // namespace gensamp

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "gensamp/density.hpp"
 #include "gensamp/model.hpp"
 #include "gensamp/philox.hpp"
 #include "gensamp/sampler.hpp"
@@ -281,6 +282,25 @@ class Wrapper : public ScoreModel {
              Workspace& ws) const override {
     before_score();
     inner_.score(x, width, lv, level, out, ws);
+  }
+  std::unique_ptr<Levels> prepare_div(const std::vector<double>& s,
+                                      const StopFn& stop) const override {
+    return inner_.prepare_div(s, stop);
+  }
+  uint64_t levels_div_bytes(uint64_t levels) const override {
+    return inner_.levels_div_bytes(levels);
+  }
+  std::unique_ptr<Workspace> div_workspace(int width, int probes) const override {
+    before_workspace();
+    return inner_.div_workspace(width, probes);
+  }
+  uint64_t div_workspace_bytes(int width, int probes) const override {
+    return inner_.div_workspace_bytes(width, probes);
+  }
+  void score_div(const float* x, int width, const Levels& lv, int level, const float* v, int probes,
+                 float* out, double* div, Workspace& ws) const override {
+    before_score();
+    inner_.score_div(x, width, lv, level, v, probes, out, div, ws);
   }
 
  protected:
@@ -1079,6 +1099,119 @@ void test_run_bytes_bound_the_run() {
     }
 }
 
+// ---- log-densities ---------------------------------------------------------------------------
+
+// The probability-flow ODE over n points of a model: (u at sigma_N, trace integrals, result).
+struct Ode {
+  std::vector<double> u, delta;
+  RunResult res;
+};
+
+Ode ode(const ScoreModel& m, int64_t n, int probes, int threads, int tile,
+        std::function<bool()> poll = {}) {
+  Ode r;
+  Uniform U(11);
+  for (int64_t i = 0; i < n * m.dim(); ++i) r.u.push_back(2.0 * U());
+  r.delta.assign(size_t(n), 0.0);
+  RunOptions opt;
+  opt.seed = 5;
+  opt.threads = threads;
+  opt.tile = tile;
+  opt.poll = std::move(poll);
+  r.res = log_density_ode(m, {0.05, 0.2, 0.7, 3.0}, probes, n, r.u.data(), r.delta.data(), opt);
+  return r;
+}
+
+bool same_doubles(const std::vector<double>& a, const std::vector<double>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
+}
+
+void test_log_density_bytes_equal_allocations() {
+  const auto models = accounting_models();
+  for (size_t m = 0; m < models.size(); ++m) {
+    const ScoreModel& model = *models[m];
+    for (size_t L : {size_t(1), size_t(9)}) {
+      std::vector<double> sigmas(L);
+      for (size_t l = 0; l < L; ++l) sigmas[l] = 5.0 / double(l + 1);
+      heap::Since h;
+      const auto lv = model.prepare_div(sigmas, {});
+      CHECK_MSG(h.held() == int64_t(model.levels_div_bytes(L)) && h.most() == h.held(),
+                "model %zu, %zu levels: prepare_div() holds %lld bytes (at most %lld), "
+                "levels_div_bytes says %llu",
+                m, L, (long long)h.held(), (long long)h.most(),
+                (unsigned long long)model.levels_div_bytes(L));
+    }
+    for (int probes : {0, 3})
+      for (int width : {1, 16, 48}) {
+        heap::Since h;
+        const auto ws = model.div_workspace(width, probes);
+        CHECK_MSG(h.held() == int64_t(model.div_workspace_bytes(width, probes)),
+                  "model %zu width %d probes %d: %lld bytes, div_workspace_bytes says %llu", m,
+                  width, probes, (long long)h.held(),
+                  (unsigned long long)model.div_workspace_bytes(width, probes));
+      }
+    for (int probes : {0, 2})
+      for (int threads : {1, 3}) {
+        RunOptions opt;
+        opt.threads = threads;
+        opt.tile = 32;
+        const int64_t n = 100;
+        std::vector<double> u(size_t(n) * size_t(model.dim()), 0.5), delta(u.size());
+        const std::vector<double> grid{0.1, 0.3, 1.0, 2.0};
+        const RunBytes b = log_density_ode_bytes(model, grid.size(), probes, n, opt);
+        heap::Since h;
+        log_density_ode(model, grid, probes, n, u.data(), delta.data(), opt);
+        const int64_t estimate = int64_t(b.levels + b.tiles);
+        CHECK_MSG(threads == 1 ? h.most() == estimate : h.most() <= estimate,
+                  "model %zu probes=%d threads=%d: %lld bytes at most, "
+                  "log_density_ode_bytes says %lld",
+                  m, probes, threads, (long long)h.most(), (long long)estimate);
+      }
+  }
+}
+
+void test_log_density_thread_and_tile_invariance() {
+  const Mlp net(mlp_spec(3, 40, 3, Act::gelu_tanh, SigmaInput::log_sigma, true, 2));
+  const auto models = accounting_models();
+  const ScoreModel* full_mixture = models.back().get();
+  for (const ScoreModel* m : {static_cast<const ScoreModel*>(&net), full_mixture})
+    for (int probes : {0, 2}) {
+      const Ode ref = ode(*m, 77, probes, 1, 16);
+      CHECK(ref.res.diverged.empty() && !ref.res.cancelled);
+      for (int threads : {1, 2, 5})
+        for (int tile : {1, 16, 20, 64}) {
+          const Ode o = ode(*m, 77, probes, threads, tile);
+          CHECK_MSG(same_doubles(o.u, ref.u) && same_doubles(o.delta, ref.delta),
+                    "probes=%d threads=%d tile=%d", probes, threads, tile);
+        }
+    }
+}
+
+void test_log_density_failures_and_cancellation() {
+  Mixture mix({1, 1}, {-1, 1}, 1, {1, 1}, {});
+  const Ode ref = ode(mix, 300, 0, 1, 16);
+  for (int threads : {1, 3}) {
+    for (long after : {0L, 40L}) {
+      Throwing t(mix, Throwing::Where::score, after);
+      CHECK(throws<std::runtime_error>([&] { ode(t, 300, 0, threads, 16); },
+                                       "injected failure in score()"));
+    }
+    Throwing tw(mix, Throwing::Where::workspace, 2);
+    CHECK(throws<std::runtime_error>([&] { ode(tw, 300, 1, threads, 16); },
+                                     "injected failure in workspace()"));
+    CHECK(same_doubles(ode(mix, 300, 0, threads, 16).delta, ref.delta));
+  }
+  CHECK(throws<std::invalid_argument>([&] {
+    std::vector<double> u(2), delta(2);
+    log_density_ode(mix, {1.0}, 0, 2, u.data(), delta.data(), RunOptions{});
+  }));
+  // Ctrl-C: a long integration over many points stops soon after the poll says so.
+  const auto t0 = Clock::now();
+  const Ode stopped = ode(mix, 2000000, 0, 2, 64, [&] { return seconds_since(t0) > 0.1; });
+  CHECK(stopped.res.cancelled);
+  CHECK_MSG(seconds_since(t0) < 1.0, "cancelled integration took %.3f s", seconds_since(t0));
+}
+
 // ---- set-up interrupts ---------------------------------------------------------------------
 
 void test_prepare_stops_when_asked() {
@@ -1242,6 +1375,9 @@ const Test kTests[] = {
     {"levels_and_workspace_bytes_equal_allocations",
      test_levels_and_workspace_bytes_equal_allocations},
     {"run_bytes_bound_the_run", test_run_bytes_bound_the_run},
+    {"log_density_bytes_equal_allocations", test_log_density_bytes_equal_allocations},
+    {"log_density_thread_and_tile_invariance", test_log_density_thread_and_tile_invariance},
+    {"log_density_failures_and_cancellation", test_log_density_failures_and_cancellation},
     {"prepare_stops_when_asked", test_prepare_stops_when_asked},
     {"cancellation_during_set_up", test_cancellation_during_set_up},
     {"startable_team", test_startable_team},

@@ -2,7 +2,8 @@
 
 Training (VAE, score matching, NCSN) runs in PyTorch (:mod:`gensamp.learn`, the only part
 that imports torch); exported weights are sampled by a C++ engine (OpenMP over tiles of
-chains). :mod:`gensamp.reference` re-implements the samplers in numpy to check the engine.
+chains), which also evaluates log-densities (:func:`log_prob`, the probability-flow ODE).
+:mod:`gensamp.reference` re-implements both in numpy to check the engine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from . import methods, reference
 from ._core import __version__ as __version__
 from ._core import simd_level
 from ._validate import DataWarning
+from .density import DensityWarning, log_prob
 from .mixture import GaussianMixture
 from .samplers import DivergenceWarning, annealed_langevin, langevin, sample, vae_sample
 from .weights import FORMAT_NAME, FORMAT_VERSION, Weights, load
@@ -55,6 +57,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "DataWarning",
+    "DensityWarning",
     "DivergenceWarning",
     "FitConfig",
     "GaussianMixture",
@@ -67,6 +70,7 @@ __all__ = [
     "learn",
     "load",
     "methods",
+    "log_prob",
     "metrics",
     "reference",
     "sample",

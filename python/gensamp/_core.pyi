@@ -123,3 +123,18 @@ def mlp_bytes(
     shapes: Sequence[tuple[int, int]], sigma_input: str, norm: int
 ) -> int: ...  # an Mlp with these [out, in] layer shapes and normalisation length
 def mixture_bytes(K: int, d: int, full: bool) -> int: ...
+
+# Log-densities (bind_density.cpp): the probability-flow ODE from sigma_0 to sigma_N on `grid`
+# (ascending) with RK4, in the model's coordinates. u: [n, d] points at sigma_0. Returns (their
+# trajectories' ends at sigma_N [n, d], int sigma tr grad s dsigma [n], rows that ended
+# non-finite). probes 0: the exact trace; > 0: Hutchinson with that many Rademacher directions.
+def log_density_ode(
+    model: ScoreModel, grid: Sequence[float], u: npt.ArrayLike, probes: int, options: RunOptions
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+def log_density_ode_bytes(
+    model: ScoreModel, grid_points: int, probes: int, n: int, options: RunOptions
+) -> dict[str, int]: ...  # as run_bytes
+def divergence(
+    model: ScoreModel, u: npt.ArrayLike, sigma: float, probes: int = 0, seed: int = 0, step: int = 0
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]: ...  # (score, divergence)
+def ode_levels(grid: Sequence[float]) -> list[float]: ...  # the sigmas RK4 evaluates

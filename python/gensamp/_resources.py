@@ -1,6 +1,6 @@
 """What the machine can give a run: the thread count and the memory a run may allocate.
 
-Both are decided here once, for the engine samplers (and any later caller): the thread
+Both are decided here once, for the engine samplers and log_prob: the thread
 count from ``threads=``, ``$GENSAMP_NUM_THREADS`` or OpenMP's default, capped; the memory
 from the smallest of MemAvailable, the cgroup limit's room and RLIMIT_AS, so a run that
 cannot fit is refused with a MemoryError before it allocates.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+from typing import Any
 
 from . import _core
 from ._validate import as_int
@@ -122,3 +123,34 @@ def check_memory(nbytes: int, what: str, hint: str = SAMPLING_HINT) -> None:
             f"{what} would need {nbytes / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB is "
             f"available; {hint}"
         )
+
+
+def check_engine_memory(model: Any) -> None:
+    """Refuses, before it is built, an engine copy of ``model`` (Weights or GaussianMixture)
+    that cannot fit (the weights and the packed copies the kernels read: many times the
+    weights for a narrow layer)."""
+    if model._engine_cache is None:
+        check_memory(
+            model._engine_bytes(),
+            "the engine's copy of this model (with the packed weights its kernels read)",
+            "use a smaller model",
+        )
+
+
+def check_run_memory(
+    states: int, parts: dict[str, int], what: str, levels: int, hint: str = SAMPLING_HINT
+) -> None:
+    """Refuses a run whose output (``states`` bytes) and engine allocations do not fit. The
+    engine says what it will allocate (``_core.run_bytes`` and the like: noise-level tables,
+    per-thread tile buffers); a part over 1 % of the total is named in the message, the
+    largest in the hint."""
+    total = states + parts["levels"] + parts["tiles"]
+    if parts["levels"] * 100 > total:
+        what += f" and the engine's tables for {levels} noise levels"
+        if parts["levels"] > max(states, parts["tiles"]):
+            hint = "use fewer noise levels"
+    if parts["tiles"] * 100 > total:
+        what += " and the engine's per-thread buffers"
+        if parts["tiles"] > max(states, parts["levels"]):
+            hint = "use fewer threads or a smaller tile"
+    check_memory(total, what, hint)

@@ -11,7 +11,9 @@ One rule per kind of argument, used by every public function:
 * :func:`as_rows` -- points for the engine: float32 C-contiguous [n, d];
 * :func:`as_array` -- user data: float64 [N, d] from arrays, tensors, lists or .npy/.csv files
   (delimiter, header and a pandas index column detected; :class:`DataWarning` when a column
-  is dropped).
+  is dropped);
+* :func:`as_points` -- points a model evaluates: :func:`as_array`'s float64 [n, d] (n >= 1) for
+  a model of dimension d, within float32's range (the engine's precision).
 
 Every failure is a TypeError (wrong kind) or ValueError (wrong value) naming the argument.
 The C++ engine trusts what passes here: the binding checks only what memory safety needs.
@@ -407,4 +409,22 @@ def as_array(
     if not np.all(np.isfinite(arr)):
         bad = int(np.sum(~np.all(np.isfinite(arr), axis=1)))
         raise ValueError(f"{name} contains NaN or Inf in {bad} row(s)")
+    return arr
+
+
+def as_points(x: Any, d: int, name: str = "x") -> np.ndarray:
+    """Points for a model of dimension d: float64 [n, d] by :func:`as_array` ([n] accepted for
+    d = 1, paths to .npy/.csv files read), n >= 1, finite and within float32's range (the
+    engine evaluates the model in float32)."""
+    arr = as_array(x, name, min_rows=1)
+    if arr.shape[1] != d:
+        raise ValueError(
+            f"{name} must have shape [n, {d}] (the model's dimension is {d}), got {arr.shape}"
+        )
+    big = np.flatnonzero(np.any(np.abs(arr) > F32_MAX, axis=1))
+    if big.size:
+        raise ValueError(
+            f"{name} has values beyond float32 range, the engine's precision, in row(s) "
+            f"{', '.join(str(int(i)) for i in big[:10])}{' ...' if big.size > 10 else ''}"
+        )
     return arr

@@ -114,6 +114,19 @@ class GaussianMixture:
         kind = "diagonal" if self.diagonal else "full"
         return f"GaussianMixture(K={self.n_components}, d={self.dim}, {kind} covariances)"
 
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's exact mean [d] and covariance [d, d]:
+        sum_k w_k mu_k and sum_k w_k (Sigma_k + (mu_k - m)(mu_k - m)^T)."""
+        m = self._w @ self._mu
+        dev = self._mu - m
+        spread = np.einsum("k,ki,kj->ij", self._w, dev, dev)
+        if self._var is not None:
+            within = np.diag(self._w @ self._var)
+        else:
+            assert self._cov is not None
+            within = np.einsum("k,kij->ij", self._w, self._cov)
+        return m, within + spread
+
     def sample(self, n: int, seed: int | np.random.Generator | None = None) -> np.ndarray:
         """n i.i.d. samples [n, d] (numpy's generator; independent of the engine's Philox)."""
         n = as_int(n, "n", 1)

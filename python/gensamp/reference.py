@@ -1,11 +1,15 @@
-"""Reference samplers in plain numpy (float64), written for reading, not speed.
+"""Reference samplers and log-densities in plain numpy (float64), written for reading, not
+speed.
 
 The same noise stream as :mod:`gensamp.samplers`, but an independent implementation of
 everything that matters: the Philox4x32-10 generator, Box-Muller, the network forward pass,
-the mixture score (:meth:`GaussianMixture.score`) and the update rule. It shares with the
-engine only the argument plumbing (:mod:`gensamp._inputs`, :mod:`gensamp._validate`) and the
-activation names and parameters (:mod:`gensamp.activations`). The tests compare the C++
-engine against it; users can do the same on their own models (small n).
+the mixture score (:meth:`GaussianMixture.score`) and the update rule; for :func:`log_prob`,
+the Jacobian of the score (forward-mode through the network, the mixture's Hessian in closed
+form), the Rademacher directions and the Runge-Kutta integration. It shares with the engine
+only the argument plumbing (:mod:`gensamp._inputs`, :mod:`gensamp._validate`: for log_prob
+also the sigma grid and the prior) and the activation names and parameters
+(:mod:`gensamp.activations`). The tests compare the C++ engine against it; users can do the
+same on their own models (small n).
 
 How the signatures differ from the engine's: ``threads`` and ``tile`` are accepted and
 ignored; results are float64, not float32; no memory check is made and diverged chains raise
@@ -22,8 +26,8 @@ import numpy as np
 
 from . import activations as A
 from . import methods
-from ._inputs import DEFAULT_N, as_model, with_defaults
-from ._validate import as_chain_offset, as_int, as_pos_float, as_rows, as_sigmas
+from ._inputs import DEFAULT_N, as_model, density_model, density_plan, with_defaults
+from ._validate import as_chain_offset, as_int, as_points, as_pos_float, as_rows, as_sigmas
 from .mixture import GaussianMixture
 from .weights import Weights
 
@@ -333,3 +337,157 @@ def sample_method(
                 d2 = -s_n * score(model, u_e, s_n)
                 u = u + (s_n - hat) * (d1 + d2) / 2
     return shift + scale * u
+
+
+# ---- log-densities --------------------------------------------------------------------------
+
+
+def _act_grad(name: str, h: np.ndarray) -> np.ndarray:
+    """d act / dh, differentiated by hand from :func:`_act`'s formulas (left derivative at
+    relu's and leaky_relu's kink, as torch's autograd)."""
+    if name == "identity":
+        return np.ones_like(h)
+    if name == "relu":
+        return (h > 0).astype(np.float64)
+    if name == "leaky_relu":
+        return np.where(h > 0, 1.0, A.LEAKY_SLOPE)
+    if name == "elu":
+        return np.where(h > 0, 1.0, A.ELU_ALPHA * np.exp(np.minimum(h, 0.0)))
+    if name == "silu":
+        sg = 1.0 / (1.0 + np.exp(-h))
+        return sg + h * sg * (1.0 - sg)
+    if name == "softplus":
+        return np.where(h > A.SOFTPLUS_THRESHOLD, 1.0, 1.0 / (1.0 + np.exp(-h)))
+    if name == "tanh":
+        return 1.0 / np.cosh(h) ** 2
+    if name == "sigmoid":
+        sg = 1.0 / (1.0 + np.exp(-h))
+        return sg * (1.0 - sg)
+    if name == "gelu":
+        erf = np.vectorize(math.erf, otypes=[np.float64])
+        return 0.5 * (1.0 + erf(h / math.sqrt(2.0))) + h * np.exp(-0.5 * h * h) / math.sqrt(
+            2.0 * math.pi
+        )
+    if name == "gelu_tanh":
+        c = math.sqrt(2.0 / math.pi)
+        t = np.tanh(c * (h + 0.044715 * h**3))
+        return 0.5 * (1.0 + t) + 0.5 * h * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * h * h)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def score_jacobian(
+    model: Weights | GaussianMixture, u: Any, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The score [n, d] and its Jacobian grad_u s [n, d, d] (J[n, i, j] = ds_i/du_j) in model
+    coordinates at noise level sigma, in float64."""
+    u = np.asarray(u, dtype=np.float64)
+    if isinstance(model, GaussianMixture):
+        return _mixture_jacobian(model, u, sigma)
+    d = model.dim
+    h = u
+    if model.sigma_input != "none":
+        feat = sigma if model.sigma_input == "sigma" else math.log(sigma)
+        h = np.concatenate([u, np.full((u.shape[0], 1), feat)], axis=1)
+    # tangents [n, width, d]: column j is the derivative along u_j; sigma is held fixed
+    tangent = np.broadcast_to(np.eye(d), (u.shape[0], d, d))
+    tangent = np.concatenate([tangent, np.zeros((u.shape[0], h.shape[1] - d, d))], axis=1)
+    for i, (W, b) in enumerate(model.layers):
+        W64 = W.astype(np.float64)
+        pre = h @ W64.T + b.astype(np.float64)
+        tangent = np.einsum("oi,nij->noj", W64, tangent)
+        if i < len(model.activations):
+            name = model.activations[i]
+            tangent = tangent * _act_grad(name, pre)[:, :, None]
+            h = _act(name, pre)
+        else:
+            h = pre
+    k = 1.0 / sigma if model.divide_by_sigma else 1.0
+    return k * h, k * tangent
+
+
+def _mixture_jacobian(
+    mix: GaussianMixture, u: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """grad s = Hessian of log sum_k w_k N(u; mu_k, S_k), S_k = Sigma_k + sigma^2 I:
+    sum_k r_k (g_k g_k^T - P_k) - s s^T with g_k = P_k (mu_k - u), P_k = S_k^-1."""
+    d = mix.dim
+    P = np.linalg.inv(mix.covariances + sigma**2 * np.eye(d))  # [K, d, d]
+    dev = mix.means[None] - u[:, None]  # [n, K, d]
+    g = np.einsum("kij,nkj->nki", P, dev)
+    logdet = np.linalg.slogdet(P)[1]  # log det P_k
+    logr = np.log(mix.weights)[None] + 0.5 * logdet[None] - 0.5 * np.sum(dev * g, axis=2)
+    r = np.exp(logr - logr.max(axis=1, keepdims=True))
+    r /= r.sum(axis=1, keepdims=True)
+    s = np.einsum("nk,nki->ni", r, g)
+    outer = np.einsum("nki,nkj->nkij", g, g) - P[None]
+    J = np.einsum("nk,nkij->nij", r, outer) - np.einsum("ni,nj->nij", s, s)
+    return s, J
+
+
+def rademacher(seed: int, rows: Any, step: int, d: int, probes: int) -> np.ndarray:
+    """The engine's Hutchinson directions [n, probes, d] (+-1) for the given rows at one
+    evaluation: component i of direction p is -1 when bit b = p * d + i of the row's Philox
+    stream at ``step`` is set (bit b % 32 of word (b // 32) % 4 of counter block b // 128)."""
+    j = np.asarray(rows, dtype=np.uint64).reshape(-1)
+    nbits = d * probes
+    words = []
+    for k in range((nbits + 127) // 128):
+        ctr = np.stack(
+            [np.full_like(j, k), np.full_like(j, step), j & _MASK, j >> np.uint64(32)], axis=-1
+        )
+        key = np.broadcast_to(
+            np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2)
+        )
+        words.append(philox4x32_10(ctr, key))
+    w = np.concatenate(words, axis=1).astype(np.uint64)  # [n, 4 * blocks]
+    b = np.arange(nbits)
+    bits = (w[:, b // 32] >> (b % 32).astype(np.uint64)) & np.uint64(1)
+    return np.where(bits == 1, -1.0, 1.0).reshape(j.size, probes, d)
+
+
+def log_prob(
+    model: Any,
+    x: Any,
+    *,
+    steps: int | None = None,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    exact: bool | None = None,
+    probes: int = 1,
+    seed: int = 0,
+    threads: int | None = None,
+    tile: int | None = None,
+) -> np.ndarray:
+    """Reference for :func:`gensamp.log_prob` (threads and tile are accepted and ignored):
+    the same RK4 on the same sigma grid, the trace from the full Jacobian (exact) or from it
+    and the engine's Rademacher directions (Hutchinson), everything in float64."""
+    m = density_model(model)
+    plan = density_plan(m, steps, sigma_min, sigma_max, exact, probes, seed)
+    x = as_points(x, m.dim, "x")
+    n, d = x.shape
+    rows = np.arange(n, dtype=np.uint64)
+
+    def rhs(u: np.ndarray, sigma: float, e: int) -> tuple[np.ndarray, np.ndarray]:
+        if sigma == 0.0:
+            return np.zeros_like(u), np.zeros(n)
+        s, J = score_jacobian(m, u, sigma)
+        if plan.probes == 0:
+            tr = np.trace(J, axis1=1, axis2=2)
+        else:
+            v = rademacher(plan.seed, rows, e, d, plan.probes)
+            tr = np.einsum("npi,nij,npj->n", v, J, v) / plan.probes
+        return -sigma * s, sigma * tr
+
+    u = (x - plan.shift) / plan.scale
+    integral = np.zeros(n)
+    for i in range(plan.steps):
+        a, b = plan.grid[i], plan.grid[i + 1]
+        h = b - a
+        mid = a + 0.5 * h
+        k1, q1 = rhs(u, a, 4 * i)
+        k2, q2 = rhs(u + 0.5 * h * k1, mid, 4 * i + 1)
+        k3, q3 = rhs(u + 0.5 * h * k2, mid, 4 * i + 2)
+        k4, q4 = rhs(u + h * k3, b, 4 * i + 3)
+        u = u + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+        integral = integral + h / 6.0 * (q1 + 2 * q2 + 2 * q3 + q4)
+    return plan.prior_log_prob(u) - integral - plan.log_scale

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _core, methods
 from ._inputs import DEFAULT_N, as_model, with_defaults
-from ._resources import SAMPLING_HINT, check_memory, resolve_threads
+from ._resources import check_engine_memory, check_memory, check_run_memory, resolve_threads
 from ._validate import (
     F32_MAX,
     as_bool,
@@ -68,34 +68,6 @@ class DivergenceWarning(RuntimeWarning):
             f"{self.count} of {n} chains diverged to NaN/Inf ({where}); "
             "reduce eps or check the score model"
         )
-
-
-def _check_engine_memory(model: Weights | GaussianMixture) -> None:
-    """Refuses, before it is built, an engine copy of the model that cannot fit (the weights
-    and the packed copies the kernels read: many times the weights for a narrow layer)."""
-    if model._engine_cache is None:
-        check_memory(
-            model._engine_bytes(),
-            "the engine's copy of this model (with the packed weights its kernels read)",
-            "use a smaller model",
-        )
-
-
-def _check_run_memory(states: int, parts: dict[str, int], what: str, levels: int) -> None:
-    """Refuses a run whose output (``states`` bytes) and engine allocations do not fit. The
-    engine says what it will allocate (``_core.run_bytes``: noise-level tables, per-thread tile
-    buffers); a part over 1 % of the total is named in the message, the largest in the hint."""
-    total = states + parts["levels"] + parts["tiles"]
-    hint = SAMPLING_HINT
-    if parts["levels"] * 100 > total:
-        what += f" and the engine's tables for {levels} noise levels"
-        if parts["levels"] > max(states, parts["tiles"]):
-            hint = "use fewer noise levels"
-    if parts["tiles"] * 100 > total:
-        what += " and the engine's per-thread buffers"
-        if parts["tiles"] > max(states, parts["levels"]):
-            hint = "use fewer threads or a smaller tile"
-    check_memory(total, what, hint)
 
 
 def _at_most(v: int, name: str) -> int:
@@ -209,7 +181,7 @@ def _execute(
     states = 4 * n * d * (1 + nrec)  # x and the trajectory, float32
     what = f"{n} chains x {nrec + 1} states x d={d} (float32)"
     check_memory(states, what)  # first alone: such an n may not even fit the engine's integers
-    _check_engine_memory(model)
+    check_engine_memory(model)
     engine = model._engine()
     options = _core.RunOptions(
         seed=seed,
@@ -220,7 +192,7 @@ def _execute(
         chain_offset=chain_offset,
     )
     levels = len(schedule.sigmas)
-    _check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, levels)
+    check_run_memory(states, _core.run_bytes(engine, schedule, n, options), what, levels)
     with _progress(progress, n) as report:
         x, traj, div, evals = _core.run(
             engine, schedule, n, x0, init_std, options, report, init_mean
@@ -468,9 +440,9 @@ def _vae(
     states = 4 * n * model.dim
     what = f"{n} samples x d={model.dim} (float32)"
     check_memory(states, what)
-    _check_engine_memory(model)
+    check_engine_memory(model)
     engine = model._engine()
-    _check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
+    check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
     with _progress(progress, n) as report:
         x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset, report)
     if div.size:

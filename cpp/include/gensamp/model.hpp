@@ -63,6 +63,25 @@ class ScoreModel {
   // Affine map between data space and the model's coordinates: u = (x - shift) / scale.
   virtual const float* shift() const { return nullptr; }
   virtual const float* scale() const { return nullptr; }
+
+  // The divergence of the score, for log-densities (gensamp.log_prob). Optional: the defaults
+  // below throw std::logic_error, except the two that fall back to prepare()'s tables.
+  //
+  // score_div() writes the score as score() does (same bits) and, per chain c,
+  //   probes == 0: div[c] = tr grad_u s, exactly (v is not read);
+  //   probes > 0:  div[c] = (1/probes) sum_p v_p^T (grad_u s) v_p, the directions v_p given
+  //                feature-major as v[(i * probes + p) * width + c] (component i of v_p).
+  // `lv` must come from prepare_div(), which may add what the divergence needs to prepare()'s
+  // tables (a mixture's tr P_k); div_workspace(width, probes) is the workspace it needs.
+  virtual std::unique_ptr<Levels> prepare_div(const std::vector<double>& sigmas,
+                                              const StopFn& stop) const {
+    return prepare(sigmas, stop);
+  }
+  virtual uint64_t levels_div_bytes(uint64_t levels) const { return levels_bytes(levels); }
+  virtual std::unique_ptr<Workspace> div_workspace(int width, int probes) const;
+  virtual uint64_t div_workspace_bytes(int width, int probes) const;
+  virtual void score_div(const float* x, int width, const Levels& lv, int level, const float* v,
+                         int probes, float* out, double* div, Workspace& ws) const;
 };
 
 struct Dense {
@@ -97,6 +116,13 @@ class Mlp final : public ScoreModel {
   uint64_t workspace_bytes(int width) const override;
   void score(const float* x, int width, const Levels& lv, int level, float* out,
              Workspace& ws) const override;
+  // Forward-mode differentiation: the tangents of the directions go through every layer
+  // beside the chains (one matrix product per layer over probes * width columns, d columns
+  // per chain for the exact trace).
+  std::unique_ptr<Workspace> div_workspace(int width, int probes) const override;
+  uint64_t div_workspace_bytes(int width, int probes) const override;
+  void score_div(const float* x, int width, const Levels& lv, int level, const float* v, int probes,
+                 float* out, double* div, Workspace& ws) const override;
   // Raw network on a tile: x is [input_dim][width] including any sigma column the caller
   // appended; out is [output_dim][width]. Used by the VAE decoder and by the parity tests.
   void forward(const float* x, int width, float* out, Workspace& ws) const;
@@ -135,8 +161,21 @@ class Mixture final : public ScoreModel {
   uint64_t workspace_bytes(int width) const override;
   void score(const float* x, int width, const Levels& lv, int level, float* out,
              Workspace& ws) const override;
+  // Analytic: grad s = sum_k r_k (g_k g_k^T - P_k) - s s^T with g_k = -P_k (u - mu_k),
+  // P_k = (Sigma_k + sigma^2 I)^-1 and r_k the posterior weights.
+  std::unique_ptr<Levels> prepare_div(const std::vector<double>& sigmas,
+                                      const StopFn& stop) const override;
+  uint64_t levels_div_bytes(uint64_t levels) const override;
+  std::unique_ptr<Workspace> div_workspace(int width, int probes) const override;
+  uint64_t div_workspace_bytes(int width, int probes) const override;
+  void score_div(const float* x, int width, const Levels& lv, int level, const float* v, int probes,
+                 float* out, double* div, Workspace& ws) const override;
 
  private:
+  std::unique_ptr<Levels> prepare_levels(const std::vector<double>& sigmas, const StopFn& stop,
+                                         bool traces) const;
+  // One chain's score (double) and posterior weights, left in the workspace.
+  void lane(const float* xt, int width, int c, const Levels& lv, int level, Workspace& ws) const;
   int K_, d_;
   bool full_;
   std::vector<double> logw_, means_, vars_, covs_;
