@@ -177,6 +177,28 @@ def ald_sweep(seeds: int, n: int, budgets: tuple[int, ...]) -> list[dict[str, An
     return rows
 
 
+def old_advice(seeds: int, n: int) -> list[dict[str, Any]]:
+    """The README's former advice (L = 10 geometric levels 20 -> 0.1, eps = 0.2 sigma_L^2) on
+    the exact seed mixture, at several T: where it holds."""
+    mix = datasets.true_mixture("seed_mixture_1d")
+    refs = [mix.sample(n, seed=10_000 + k) for k in range(seeds)]
+    rows = []
+    for T in (10, 30, 100, 400, 1000):
+        w = [
+            _quality(
+                gensamp.annealed_langevin(
+                    mix, np.geomspace(20, 0.1, 10), 0.2 * 0.1**2, T, n=n, seed=k, progress=False
+                ),
+                refs[k],
+                mix,
+            )
+            for k in range(seeds)
+        ]
+        rows.append({"T": T, "score_evals": 10 * T, **_summary(w)})
+        print(f"  old advice T={T}: W1 {rows[-1]['dist']:.4f}", flush=True)
+    return rows
+
+
 def trained(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
     mix = datasets.true_mixture("seed_mixture_1d")
     candidates = [
@@ -228,6 +250,35 @@ def trained(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[st
     }
     mean["default"]["left"] = float(np.mean([r["default"]["left"] for r in per_model]))
     return {"models": per_model, "mean": mean}
+
+
+def trained_2d(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
+    """The 2D toy (mode weight of (-5,-5), truth 0.2) and two moons (energy distance to held-out
+    data next to the floor: held-out data against more held-out data) at the default."""
+    out: dict[str, Any] = {}
+    kw = {} if epochs is None else {"epochs": epochs}
+    for name in ("ncsn_mixture_2d", "two_moons"):
+        rows = []
+        for ts in range(train_seeds):
+            x_train = datasets.make(name, 5000, seed=ts)
+            w = gensamp.export(gensamp.train_ncsn(x_train, seed=ts, progress=False, **kw))
+            for k in range(draws):
+                x = gensamp.sample(w, n, seed=k)
+                held = datasets.make(name, n, seed=1000 + 10 * ts + k)
+                more = datasets.make(name, n, seed=5000 + 10 * ts + k)
+                row = {
+                    "train_seed": ts,
+                    "energy": float(metrics.energy_distance(x[:ED_POINTS], held[:ED_POINTS])),
+                    "floor": float(metrics.energy_distance(more[:ED_POINTS], held[:ED_POINTS])),
+                }
+                if name == "ncsn_mixture_2d":
+                    mix = datasets.true_mixture(name)
+                    row["weight_m5"] = float(metrics.mode_weights(x, mix)[0])
+                rows.append(row)
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "train_seed"}
+        out[name] = {"rows": rows, "mean": mean}
+        print(f"  {name}: {mean}", flush=True)
+    return out
 
 
 def timing(n_big: int) -> dict[str, Any]:
@@ -283,7 +334,7 @@ def plot(data: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-PARTS = ("exact", "ald_sweep", "trained", "timing")
+PARTS = ("exact", "ald_sweep", "old_advice", "trained", "trained_2d", "timing")
 
 
 def main() -> int:
@@ -325,9 +376,15 @@ def main() -> int:
             data["exact"] = exact_frontier(args.seeds, args.n, budgets)
         elif part == "ald_sweep":
             data["ald_sweep"] = ald_sweep(min(args.seeds, 3), args.n, budgets)
+        elif part == "old_advice":
+            data["old_advice"] = old_advice(min(args.seeds, 3), args.n)
         elif part == "trained":
             epochs = 5 if args.smoke else None
             data["trained"] = trained(args.train_seeds, 2 if args.smoke else 10, args.n, epochs)
+        elif part == "trained_2d":
+            epochs = 5 if args.smoke else None
+            seeds2 = 1 if args.smoke else 2
+            data["trained_2d"] = trained_2d(seeds2, 2 if args.smoke else 5, args.n, epochs)
         else:
             data["timing"] = timing(1_000_000)
             print(f"  {data['timing']}", flush=True)

@@ -42,11 +42,11 @@ __all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_STEPS", "ald_budget", "edm_sigm
 METHODS = ("ald", "pc", "cas", "euler", "heun", "edm")
 # What gensamp.sample uses for a model that stores no method of its own (a GaussianMixture, an
 # NCSN saved before methods existed); bench/samplers.py measured the choice (README: Samplers).
-DEFAULT_METHOD = "heun"
-DEFAULT_STEPS = 39
+DEFAULT_METHOD = "cas"
+DEFAULT_STEPS = 64
 # Settings the budget does not decide (measured with exact scores: bench/samplers.py).
 PC_SNR = 0.16  # score_sde's value for VE models
-CAS_REFRESH = 1.0  # 0: the ODE's Euler step, 1: the VE ancestral step (sampler.hpp)
+CAS_REFRESH = 0.5  # 0: the ODE's Euler step, 1: the VE ancestral step (sampler.hpp)
 EDM_CHURN = 10.0  # EDM's S_churn at N of a few tens (their CIFAR-10 VE setting: 30 at N=256)
 RHO = 7.0
 
