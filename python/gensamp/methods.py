@@ -43,7 +43,7 @@ METHODS = ("ald", "pc", "cas", "euler", "heun", "edm")
 # What gensamp.sample uses for a model that stores no method of its own (a GaussianMixture, an
 # NCSN saved before methods existed); bench/samplers.py measured the choice (README: Samplers).
 DEFAULT_METHOD = "cas"
-DEFAULT_STEPS = 64
+DEFAULT_STEPS = 100
 # Settings the budget does not decide (measured with exact scores: bench/samplers.py).
 PC_SNR = 0.16  # score_sde's value for VE models
 CAS_REFRESH = 0.5  # 0: the ODE's Euler step, 1: the VE ancestral step (sampler.hpp)
