@@ -99,79 +99,55 @@ def exact_frontier(seeds: int, n: int, budgets: tuple[int, ...]) -> dict[str, An
 
 
 def ald_sweep(seeds: int, n: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Annealed Langevin at each budget over level counts L (T = (steps-1)//L, NCSNv2 step)."""
+    """Annealed Langevin at each budget over level counts L (T = (steps-1)//L, NCSNv2 step),
+    and the rule's choice with and without its final denoising step."""
     from gensamp import samplers
 
     mix = datasets.true_mixture("seed_mixture_1d")
     smax, smin, mean, var = samplers._mixture_range(mix)
     refs = [mix.sample(n, seed=10_000 + k) for k in range(seeds)]
-    rows = []
+    start = (math.sqrt(smax**2 + var), mean.astype(np.float32))  # as gensamp.sample starts
+
+    def w1(sigmas: list[float], eps: float, T: int, denoise: bool) -> float:
+        sched = gensamp._core.annealed_schedule(sigmas, eps, T)
+        w = []
+        for k in range(seeds):
+            x = samplers._execute(
+                mix, sched, start[0], n, None, k, None, 0, denoise, None, 0, False, start[1]
+            )[0]
+            w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
+        return float(np.mean(w))
+
+    rows: list[dict[str, Any]] = []
     for steps in budgets:
         for L in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96):
             T = (steps - 1) // L
             if T < 1:
                 continue
             sig = np.geomspace(smax, smin, L).tolist()
-            sched = gensamp._core.annealed_schedule(
-                sig, methods._ncsnv2_eps(sig[0] / sig[1], T, smin), T
-            )
-            w = []
-            for k in range(seeds):
-                x = samplers._execute(
-                    mix,
-                    sched,
-                    math.sqrt(smax**2 + var),
-                    n,
-                    None,
-                    k,
-                    None,
-                    0,
-                    True,
-                    None,
-                    0,
-                    False,
-                    mean.astype(np.float32),
-                )[0]
-                w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
-            rows.append({"steps": steps, "L": L, "T": T, "W1": float(np.mean(w))})
-        # The rule's schedule with and without its final denoising step (one evaluation).
-        b = methods.ald_budget(steps, smax, smin) if steps >= 3 else None
-        for denoise in (True, False) if b else ():
-            sched = gensamp._core.annealed_schedule(b["sigmas"], b["eps"], b["T"])
-            w = []
-            for k in range(seeds):
-                x = samplers._execute(
-                    mix,
-                    sched,
-                    math.sqrt(smax**2 + var),
-                    n,
-                    None,
-                    k,
-                    None,
-                    0,
-                    denoise,
-                    None,
-                    0,
-                    False,
-                    mean.astype(np.float32),
-                )[0]
-                w.append(metrics.wasserstein_1d(x[:, 0], refs[k][:, 0]))
-            rows.append(
-                {
-                    "steps": steps,
-                    "L": len(b["sigmas"]),
-                    "T": b["T"],
-                    "W1": float(np.mean(w)),
-                    "rule": True,
-                    "denoise": denoise,
-                }
-            )
+            W1 = w1(sig, methods._ncsnv2_eps(sig[0] / sig[1], T, smin), T, True)
+            rows.append({"steps": steps, "L": L, "T": T, "W1": W1})
+        if steps >= 3:
+            b = methods.ald_budget(steps, smax, smin)
+            for denoise in (True, False):
+                W1 = w1(b["sigmas"], b["eps"], b["T"], denoise)
+                L = len(b["sigmas"])
+                rows.append(
+                    {
+                        "steps": steps,
+                        "L": L,
+                        "T": b["T"],
+                        "W1": W1,
+                        "rule": True,
+                        "denoise": denoise,
+                    }
+                )
         best = min(
             (r for r in rows if r["steps"] == steps and "rule" not in r), key=lambda r: r["W1"]
         )
+        rule = len(methods.ald_budget(steps, smax, smin)["sigmas"]) if steps >= 3 else "-"
         print(
-            f"  ald sweep {steps:5d}: best L = {best['L']} (W1 {best['W1']:.4f}); "
-            f"rule L = {methods.ald_budget(steps, smax, smin)['sigmas'].__len__()}",
+            f"  ald sweep {steps:5d}: best L = {best['L']} (W1 {best['W1']:.4f}); rule L = {rule}",
             flush=True,
         )
     return rows

@@ -73,9 +73,9 @@ def test_bit_identical_for_threads_tiles_and_shards(method):
 
 
 def test_score_evals_are_counted_by_the_engine():
-    # ald: 5 levels x 2 steps + the denoising step; pc: whole (corrector, predictor) pairs;
-    # heun and edm: 2N - 1 (the last step has no second evaluation).
-    want = {"ald": 11, "pc": 10, "cas": 11, "euler": 11, "heun": 11, "edm": 11}
+    # ald: 6 levels x 1 step + the denoising step (whole steps per level only); pc: whole
+    # (corrector, predictor) pairs; heun and edm: 2N - 1 (no second evaluation at the end).
+    want = {"ald": 7, "pc": 10, "cas": 11, "euler": 11, "heun": 11, "edm": 11}
     for method in METHODS:
         x, info = gensamp.sample(MIX2, 50, method=method, steps=11, return_info=True)
         sched, denoise, _ = methods.schedule(method, 11, 6.0, 0.05)

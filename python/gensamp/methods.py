@@ -99,18 +99,19 @@ def _geometric(sigma_max: float, sigma_min: float, N: int) -> list[float]:
 
 def ald_budget(steps: int, sigma_max: float, sigma_min: float) -> dict[str, Any]:
     """Annealed Langevin's (L, T, eps) for ``steps`` evaluations per chain, the last of which
-    is the final Tweedie step: L = round(1.5 sqrt(steps - 1)) geometric levels (at least 2),
-    T = (steps - 1) // L steps per level and the NCSNv2 technique-3 step for their ratio (as
-    :func:`gensamp.schedules.ncsn_defaults`). The rule is a fit to a sweep over L at budgets
-    20-3000 with exact scores on the seed mixture (bench/samplers.py, ``ald_sweep``): the best
-    L grew like 1.5-2 sqrt(steps) up to ~100 evaluations and the optimum was flat beyond;
-    fewer levels leave modes unmixed (levels too far apart), more leave too few steps per
-    level to equilibrate."""
+    is the final Tweedie step: L = round(2 sqrt(steps - 1)) geometric levels, at least 2 and
+    at most 24, T = (steps - 1) // L steps per level and the NCSNv2 technique-3 step for their
+    ratio (as :func:`gensamp.schedules.ncsn_defaults`). Fitted to a sweep over L with exact
+    scores on the seed mixture (bench/samplers.py, ``ald_sweep``, 3 seeds): the best L grew
+    like ~2 sqrt(steps) up to 100 evaluations (8 at 20, 16 at 50, 16-24 at 100); from 300 on,
+    W1 was flat for L between 6 and 48, so the levels stop at 24 and the budget goes to T.
+    Fewer levels leave the modes unmixed (levels too far apart); more leave too few steps per
+    level to equilibrate. The final Tweedie step lowered W1 at every budget (by 1-3%)."""
     if steps < 3:
         raise ValueError(
             f"method 'ald' needs steps >= 3 (2 levels + the denoising step), got {steps}"
         )
-    L = min(max(2, round(1.5 * math.sqrt(steps - 1))), steps - 1)
+    L = min(max(2, round(2 * math.sqrt(steps - 1))), 24, steps - 1)
     T = (steps - 1) // L
     sig = _geometric(sigma_max, sigma_min, L)
     return {"sigmas": sig, "T": T, "eps": _ncsnv2_eps(sig[0] / sig[1], T, sigma_min)}
