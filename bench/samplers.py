@@ -228,6 +228,36 @@ def trained(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[st
     return {"models": per_model, "mean": mean}
 
 
+def continuous(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
+    """train_ncsn with continuous=False (sigma drawn from the L levels only) against the default
+    continuous=True (log-uniform sigma), both sampled by the default and by heun: the samplers
+    that query sigma between the training levels are where the two could differ."""
+    mix = datasets.true_mixture("seed_mixture_1d")
+    kw = {} if epochs is None else {"epochs": epochs}
+    out: dict[str, Any] = {}
+    for cont in (True, False):
+        rows = []
+        for ts in range(train_seeds):
+            x_train = datasets.seed_mixture_1d(5000, ts)
+            net = gensamp.train_ncsn(x_train, seed=ts, progress=False, continuous=cont, **kw)
+            w = gensamp.export(net)
+            refs = [mix.sample(n, seed=30_000 + 100 * ts + k) for k in range(draws)]
+            for method, steps in (("cas", 100), ("heun", 49), ("ald", 3001)):
+                q = [
+                    _quality(gensamp.sample(w, n, method=method, steps=steps, seed=k), refs[k], mix)
+                    for k in range(draws)
+                ]
+                rows.append({"train_seed": ts, "method": method, "steps": steps, **_summary(q)})
+        key = "continuous" if cont else "levels_only"
+        out[key] = {
+            f"{m}_{s}": float(np.mean([r["dist"] for r in rows if r["method"] == m]))
+            for m, s in (("cas", 100), ("heun", 49), ("ald", 3001))
+        }
+        out[key + "_rows"] = rows
+        print(f"  continuous={cont}: {out[key]}", flush=True)
+    return out
+
+
 def trained_2d(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
     """The 2D toy (mode weight of (-5,-5), truth 0.2) and two moons (energy distance to held-out
     data next to the floor: held-out data against more held-out data) at the default."""
@@ -310,7 +340,7 @@ def plot(data: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-PARTS = ("exact", "ald_sweep", "old_advice", "trained", "trained_2d", "timing")
+PARTS = ("exact", "ald_sweep", "old_advice", "trained", "trained_2d", "continuous", "timing")
 
 
 def main() -> int:
@@ -357,6 +387,10 @@ def main() -> int:
         elif part == "trained":
             epochs = 5 if args.smoke else None
             data["trained"] = trained(args.train_seeds, 2 if args.smoke else 10, args.n, epochs)
+        elif part == "continuous":
+            epochs = 5 if args.smoke else None
+            seeds3 = 1 if args.smoke else 3
+            data["continuous"] = continuous(seeds3, 2 if args.smoke else 5, args.n, epochs)
         elif part == "trained_2d":
             epochs = 5 if args.smoke else None
             seeds2 = 1 if args.smoke else 2

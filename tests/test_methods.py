@@ -170,6 +170,7 @@ def test_mixture_default_finds_the_mode_weights():
         ({"progress": "yes"}, TypeError, "progress"),
         ({"return_info": 1}, TypeError, "return_info"),
         ({"method": "langevin"}, ValueError, "method must be one of"),
+        ({"method": "heun", "steps": 10**9}, ValueError, r"steps must be in \[1, 1000000\]"),
     ],
 )
 def test_bad_arguments(kwargs, exc, match):
@@ -205,6 +206,17 @@ def test_bad_arguments_for_other_roles():
             net.activations,
             sigma_input="log_sigma",
             sampler={"sigmas": [2.0, 0.1], "method": "no such"},
+        )
+    with pytest.raises(ValueError, match="single noise level"):
+        gensamp.sample(
+            gensamp.Weights(
+                net.layers,
+                net.activations,
+                sigma_input="log_sigma",
+                divide_by_sigma=True,
+                sampler={"sigmas": [0.5]},
+            ),
+            5,
         )
     with pytest.raises(ValueError, match="stores no noise levels"):
         gensamp.sample(

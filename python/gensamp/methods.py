@@ -49,6 +49,7 @@ PC_SNR = 0.16  # score_sde's value for VE models
 CAS_REFRESH = 0.5  # 0: the ODE's Euler step, 1: the VE ancestral step (sampler.hpp)
 EDM_CHURN = 10.0  # EDM's S_churn at N of a few tens (their CIFAR-10 VE setting: 30 at N=256)
 RHO = 7.0
+MAX_STEPS = 1_000_000  # per sample, for every method but ald (whose levels repeat)
 
 
 def _prop3_variance(beta: float, gamma: float, T: int) -> float:
@@ -127,7 +128,9 @@ def schedule(
     """The engine schedule for ``method`` at ``steps`` evaluations per chain: (schedule,
     denoise, settings); settings describe the schedule for ``info``."""
     method = as_choice(method, "method", METHODS)
-    steps = as_int(steps, "steps", min_steps(method), 2**31 - 1)
+    # Every method but ald holds one level per evaluation or two: a bound far above any useful
+    # budget that keeps a mistyped one from building gigabytes of schedule before any check.
+    steps = as_int(steps, "steps", min_steps(method), 2**31 - 1 if method == "ald" else MAX_STEPS)
     sigma_max = as_pos_float(sigma_max, "sigma_max", f32=True)
     sigma_min = as_pos_float(sigma_min, "sigma_min", f32=True)
     if not sigma_min < sigma_max:

@@ -550,6 +550,12 @@ def sample(
                     "this NCSN stores no noise levels (sampler['sigmas']); "
                     "use annealed_langevin with sigmas=..."
                 )
+            if len(stored["sigmas"]) < 2:
+                raise ValueError(
+                    "this NCSN stores a single noise level; gensamp.sample needs its range "
+                    "(sampler['sigmas'] from sigma_max down to sigma_min): use langevin with "
+                    "sigma=..."
+                )
             sigma_max, sigma_min = stored["sigmas"][0], stored["sigmas"][-1]
             default_method = stored.get("method", methods.DEFAULT_METHOD)
             default_steps = stored.get("steps")
