@@ -117,4 +117,7 @@ def test_samplers_smoke(tmp_path):
     model = data["trained"]["models"][0]
     assert model["default"]["method"] == data["default"]["method"]
     assert model["ald_3000"]["dist"] > 0
+    for key in ("continuous", "levels_only"):
+        assert set(data["continuous"][key]) == {"cas_100", "heun_49", "ald_3001"}
+    assert data["trained_2d"]["ncsn_mixture_2d"]["mean"]["floor"] > 0
     assert (tmp_path / "samplers_smoke.png").stat().st_size > 10_000
