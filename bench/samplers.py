@@ -260,14 +260,36 @@ def continuous(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict
 
 def trained_2d(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict[str, Any]:
     """The 2D toy (mode weight of (-5,-5), truth 0.2) and two moons (energy distance to held-out
-    data next to the floor: held-out data against more held-out data) at the default."""
+    data next to the floor: held-out data against more held-out data) at the default, and
+    every method at budgets 10-1,000 on the same trained models (3 draws of 4,000)."""
     out: dict[str, Any] = {}
     kw = {} if epochs is None else {"epochs": epochs}
+    frontier_budgets = (10, 20, 50, 100, 300, 1000) if draws > 2 else (10, 50)
+    frontier_draws = 3 if draws > 2 else 1
     for name in ("ncsn_mixture_2d", "two_moons"):
         rows = []
+        frontier: list[dict[str, Any]] = []
         for ts in range(train_seeds):
             x_train = datasets.make(name, 5000, seed=ts)
             w = gensamp.export(gensamp.train_ncsn(x_train, seed=ts, progress=False, **kw))
+            # every method at each budget on this model (energy distance needs only ED_POINTS)
+            for method in methods.METHODS:
+                for steps in frontier_budgets:
+                    if steps < methods.min_steps(method):
+                        continue
+                    e = []
+                    for k in range(frontier_draws):
+                        x = gensamp.sample(w, ED_POINTS, method=method, steps=steps, seed=k)
+                        held = datasets.make(name, ED_POINTS, seed=1000 + 10 * ts + k)
+                        e.append(float(metrics.energy_distance(x, held)))
+                    frontier.append(
+                        {
+                            "train_seed": ts,
+                            "method": method,
+                            "steps": steps,
+                            "energy": float(np.mean(e)),
+                        }
+                    )
             for k in range(draws):
                 x = gensamp.sample(w, n, seed=k)
                 held = datasets.make(name, n, seed=1000 + 10 * ts + k)
@@ -282,7 +304,13 @@ def trained_2d(train_seeds: int, draws: int, n: int, epochs: int | None) -> dict
                     row["weight_m5"] = float(metrics.mode_weights(x, mix)[0])
                 rows.append(row)
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "train_seed"}
-        out[name] = {"rows": rows, "mean": mean}
+        table = {
+            f"{m}_{b}": float(
+                np.mean([r["energy"] for r in frontier if (r["method"], r["steps"]) == (m, b)])
+            )
+            for m, b in sorted({(r["method"], r["steps"]) for r in frontier})
+        }
+        out[name] = {"rows": rows, "mean": mean, "frontier": frontier, "frontier_mean": table}
         print(f"  {name}: {mean}", flush=True)
     return out
 
