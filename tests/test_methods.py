@@ -189,35 +189,22 @@ def test_bad_arguments_for_other_roles():
     with pytest.raises(ValueError, match="steps"):
         gensamp.sample(dec, 10, steps=5)
     net = _ncsn()
-    with pytest.raises(ValueError, match="method must be one of"):
-        gensamp.sample(
-            gensamp.Weights(
-                net.layers,
-                net.activations,
-                sigma_input="log_sigma",
-                divide_by_sigma=True,
-                sampler={"sigmas": [2.0, 0.1], "method": "bogus"},
-            ),
-            5,
-        )
-    with pytest.raises(ValueError, match="stored method"):
-        gensamp.Weights(
+
+    def stored(sampler, divide=True):
+        return gensamp.Weights(
             net.layers,
             net.activations,
             sigma_input="log_sigma",
-            sampler={"sigmas": [2.0, 0.1], "method": "no such"},
+            divide_by_sigma=divide,
+            sampler=sampler,
         )
+
+    with pytest.raises(ValueError, match="method must be one of"):
+        gensamp.sample(stored({"sigmas": [2.0, 0.1], "method": "bogus"}), 5)
+    with pytest.raises(ValueError, match="stored method"):
+        stored({"sigmas": [2.0, 0.1], "method": "no such"}, divide=False)
     with pytest.raises(ValueError, match="single noise level"):
-        gensamp.sample(
-            gensamp.Weights(
-                net.layers,
-                net.activations,
-                sigma_input="log_sigma",
-                divide_by_sigma=True,
-                sampler={"sigmas": [0.5]},
-            ),
-            5,
-        )
+        gensamp.sample(stored({"sigmas": [0.5]}), 5)
     with pytest.raises(ValueError, match="stores no noise levels"):
         gensamp.sample(
             gensamp.Weights(
