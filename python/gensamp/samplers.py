@@ -452,16 +452,15 @@ def _vae(
 
 def _mixture_range(mix: GaussianMixture) -> tuple[float, float, np.ndarray, float]:
     """A GaussianMixture's default noise range and starting distribution (its exact score
-    holds at any sigma): (sigma_max, sigma_min, mean, variance per coordinate). sigma_max is
+    holds at any sigma): (sigma_max, sigma_min, mean, variance), the mean and the variance per
+    coordinate (averaged over coordinates) from :meth:`GaussianMixture.moments`. sigma_max is
     the diameter of the box holding every component's mean +- 3 standard deviations (NCSNv2's
     technique 1, the largest distance between likely points); sigma_min 0.03 of the mixture's
     standard deviation, the level an NCSN stores by default (its units are standardised)."""
-    cov = mix.covariances
-    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))  # [K, d]
+    sd = np.sqrt(np.diagonal(mix.covariances, axis1=1, axis2=2))  # [K, d]
     lo, hi = (mix.means - 3 * sd).min(0), (mix.means + 3 * sd).max(0)
-    mean = mix.weights @ mix.means
-    spread = mix.weights @ (sd**2 + (mix.means - mean) ** 2)  # per coordinate
-    var = float(spread.mean())
+    mean, cov = mix.moments()
+    var = float(np.trace(cov)) / mix.dim
     return float(np.linalg.norm(hi - lo)), 0.03 * math.sqrt(var), mean, var
 
 
