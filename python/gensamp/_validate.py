@@ -13,7 +13,9 @@ One rule per kind of argument, used by every public function:
   (delimiter, header and a pandas index column detected; :class:`DataWarning` when a column
   is dropped);
 * :func:`as_points` -- points a model evaluates: :func:`as_array`'s float64 [n, d] (n >= 1) for
-  a model of dimension d, within float32's range (the engine's precision).
+  a model of dimension d, within float32's range (the engine's precision);
+* :func:`import_sklearn` -- scikit-learn, an optional extra, with an ImportError that says
+  how to install it.
 
 Every failure is a TypeError (wrong kind) or ValueError (wrong value) naming the argument.
 The C++ engine trusts what passes here: the binding checks only what memory safety needs.
@@ -23,12 +25,14 @@ when torch is already loaded.
 
 from __future__ import annotations
 
+import importlib
 import numbers
 import os
 import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -121,6 +125,22 @@ def as_choice(v: Any, name: str, choices: tuple[str, ...]) -> str:
     if not isinstance(v, str) or v not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {v!r}")
     return v
+
+
+def import_sklearn(module: str, what: str) -> ModuleType:
+    """The scikit-learn module ``module`` (e.g. ``"sklearn.datasets"``), imported on first use
+    so that gensamp works without the extra; ImportError naming ``what`` and the install
+    command where scikit-learn is missing."""
+    try:
+        # The top-level package first: a submodule already in sys.modules would otherwise
+        # import although the package itself is unavailable.
+        importlib.import_module("sklearn")
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs scikit-learn, which does not import ({exc}): install it with "
+            f"pip install 'gensamp[images]' (or pip install 'scikit-learn>=1.3')"
+        ) from exc
 
 
 def as_sigmas(

@@ -6,6 +6,10 @@ exact density as a :class:`~gensamp.GaussianMixture` with ``return_mixture=True`
 :func:`true_mixture`), so learned scores and sample weights can be checked against the truth.
 The other toys (moons, swiss roll, checkerboard, rings) have no Gaussian-mixture form.
 
+:func:`digits` is real data: scikit-learn's 8x8 handwritten digits (64 dimensions, pixels in
+[0, 1]) under a fixed train / test protocol, with a validation part carved out of the train
+split for tuning (needs the ``images`` extra: ``pip install 'gensamp[images]'``).
+
 :func:`as_array` turns user data (numpy, torch, nested lists, or a ``.npy``/``.csv`` path) into
 the same [N, d] float64 layout; the training functions call it on whatever they are given. In
 text files it detects the delimiter, a header row and a pandas index column (dropped, with a
@@ -14,21 +18,32 @@ text files it detects the delimiter, a header row and a pandas index column (dro
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._validate import DataWarning, as_array, as_int, as_pos_float
+from ._validate import (
+    DataWarning,
+    as_array,
+    as_bool,
+    as_choice,
+    as_int,
+    as_pos_float,
+    import_sklearn,
+)
 from .mixture import GaussianMixture
 
 __all__ = [
     "DATASETS",
+    "DIGITS_SPLITS",
     "DataWarning",
     "as_array",
     "checkerboard",
     "concentric_rings",
+    "digits",
     "eight_gaussians",
     "make",
     "ncsn_mixture_2d",
@@ -193,3 +208,101 @@ def true_mixture(name: str) -> GaussianMixture:
             f"{name!r} has no Gaussian-mixture density; those that do: {', '.join(_MIXTURES)}"
         )
     return _MIXTURES[name]()
+
+
+# ---- real images: scikit-learn's 8x8 digits ------------------------------------------------
+
+DIGITS_SPLITS = ("train", "test", "all", "fit", "validation")
+_DIGITS_TEST = 397  # of 1,797: 1,400 train images remain
+_DIGITS_TRAIN = 1797 - _DIGITS_TEST
+_DIGITS_VALIDATION = 200
+_DIGITS_CLASSES = 10
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_all() -> tuple[np.ndarray, np.ndarray]:
+    bunch = import_sklearn("sklearn.datasets", "gensamp.datasets.digits").load_digits()
+    x = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    # Cached and shared by every call: read-only, so a caller cannot edit the next one's data
+    # (digits() hands out copies).
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y
+
+
+@functools.cache
+def _digits_index(split: str, validation: int) -> np.ndarray:
+    """Rows of the full set that make up ``split``, in the order the split functions return."""
+    _, y = _digits_all()
+    every = np.arange(y.size)
+    tts = import_sklearn("sklearn.model_selection", "gensamp.datasets.digits").train_test_split
+    train, test = tts(every, test_size=_DIGITS_TEST, stratify=y, random_state=0)
+    if split == "all":
+        idx = every
+    elif split in ("train", "test"):
+        idx = np.asarray(train if split == "train" else test)
+    else:
+        fit, val = tts(train, test_size=validation, stratify=y[train], random_state=0)
+        idx = np.asarray(fit if split == "fit" else val)
+    idx.flags.writeable = False  # cached: shared by every later call
+    return idx
+
+
+def digits(split: str = "train", *, labels: bool = False, validation: int | None = None) -> Any:
+    """scikit-learn's 8x8 handwritten digits (``load_digits``) under a fixed protocol.
+
+    The 1,797 images are flattened to 64 pixels and divided by 16, so every pixel lies in
+    [0, 1] (float64, like every data set here). They are split once, stratified by label with
+    seed 0 (``train_test_split(..., test_size=397, stratify=labels, random_state=0)``), into
+    1,400 train and 397 test images. Tune on a validation part of the train split, never on
+    the test images: ``"fit"`` and ``"validation"`` divide the train split the same way
+    (stratified, seed 0), so together they are exactly the ``"train"`` images.
+
+    Parameters
+    ----------
+    split : {"train", "test", "all", "fit", "validation"}
+        Which images: the train split (1,400), the test split (397), all 1,797 in
+        scikit-learn's order, or the train split minus its validation part (``"fit"``) and
+        that part (``"validation"``).
+    labels : bool, default False
+        Also return the digit (0..9) of every image.
+    validation : int, optional
+        Number of train images in the validation part (default 200, so 1,200 fit); only for
+        ``split="fit"`` or ``"validation"``. Between 10 and 1,390, since both parts need
+        every digit.
+
+    Returns
+    -------
+    x : ndarray of float64, shape (n, 64)
+        The images, row-major 8x8 pixels per row; a fresh copy on every call.
+    y : ndarray of int64, shape (n,)
+        The labels, only when ``labels=True`` (then the result is ``(x, y)``).
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed (``pip install 'gensamp[images]'``).
+    ValueError
+        An unknown split, or ``validation`` out of range or given for a split without one.
+    TypeError
+        ``labels`` is not a bool or ``validation`` not an integer.
+    """
+    split = as_choice(split, "split", DIGITS_SPLITS)
+    labels = as_bool(labels, "labels")
+    if validation is None:
+        validation = _DIGITS_VALIDATION
+    elif split not in ("fit", "validation"):
+        raise ValueError(
+            f"validation= sizes the validation part of the train split; it applies to "
+            f"split='fit' or 'validation', not split={split!r}"
+        )
+    else:
+        validation = as_int(
+            validation, "validation", _DIGITS_CLASSES, _DIGITS_TRAIN - _DIGITS_CLASSES
+        )
+    # Checked on every call, not only on the first (cached) load: the message says what to do.
+    import_sklearn("sklearn", "gensamp.datasets.digits")
+    x, y = _digits_all()
+    idx = _digits_index(split, validation)
+    return (x[idx], y[idx]) if labels else x[idx]
