@@ -16,7 +16,13 @@ for any model of these training points (10,000 points resampled from the trainin
 inherits the training set's own left share, off 0.25 by binomial noise) and exact i.i.d.
 samples (what a model that knew the truth would reach).
 
+NCSN options (``--options``): the NCSN variants issue 15 added -- residual blocks, a Gaussian
+Fourier embedding of log sigma, EDM preconditioning, all three -- against the default plain
+MLP, each trained on the seed 1D mixture (same data, seeds, epochs) and sampled with the
+stored default sampler (gensamp.sample); merged into the results file under "ncsn_options".
+
 Usage: python bench/quality.py [--seeds 0,1,2,3,4] [--draws 30] [--out bench/results/quality.json]
+       python bench/quality.py --options [--seeds 0,1,2] [--draws 10]
 Training uses one torch thread per model (small MLPs: intra-op threading only adds
 synchronisation, measured 0.7 vs 24 ms per step with the second core busy); the engine uses
 all cores for sampling.
@@ -146,6 +152,69 @@ def seed_1d(seed: int, draws: int) -> dict[str, Any]:
     return out
 
 
+VARIANTS = {
+    "plain MLP (default)": {},
+    "residual": {"residual": True},
+    "fourier embedding": {"embedding": "fourier"},
+    "EDM preconditioning": {"precondition": "edm"},
+    "residual + fourier + EDM": {"residual": True, "embedding": "fourier", "precondition": "edm"},
+}
+
+
+def ncsn_options(seed: int, draws: int) -> dict[str, Any]:
+    x, mix = D.seed_mixture_1d(N_TRAIN, seed=seed, return_mixture=True)
+    ref = mix.sample(N_REF, seed=10_000 + seed)
+    out = {}
+    for name, kw in VARIANTS.items():
+        m, tt = _timed(train_ncsn, x, seed=seed, threads=1, progress=False, **kw)
+        w = gensamp.export(m)
+        y, ts = _timed(gensamp.sample, w, n=N_SAMPLES * draws, seed=seed)
+        r = _draws(y, ref, draws)
+        r.update(train_s=tt, sample_s=ts, format=1 if w.graph is None else 2, options=kw)
+        out[name] = r
+        print(
+            f"  seed {seed} {name}: W1 {r['w1_mean']:.3f} +- {r['w1_se']:.3f}, left "
+            f"{r['left_all']:.4f}, train {tt:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return out
+
+
+def main_options(seeds: list[int], draws: int, path: str) -> None:
+    t0 = time.perf_counter()
+    runs = {s: ncsn_options(s, draws) for s in seeds}
+    lines = [
+        f"### NCSN options on the seed 1D mixture (seeds {seeds}; {draws} draws of "
+        f"{N_SAMPLES} from gensamp.sample's stored default): W1 mean over draws / left weight "
+        "(truth 0.25)",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " | mean W1 | max weight error |",
+        "|---|" + "---|" * (len(seeds) + 2),
+    ]
+    for name in VARIANTS:
+        cells = [f"{runs[s][name]['w1_mean']:.3f} / {runs[s][name]['left_all']:.4f}" for s in seeds]
+        mean = np.mean([runs[s][name]["w1_mean"] for s in seeds])
+        worst = max(abs(runs[s][name]["left_all"] - 0.25) for s in seeds)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} | {worst:.4f} |")
+    table = "\n".join(lines)
+    print(table)
+    data: dict[str, Any] = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            data = json.load(fh)
+    data["ncsn_options"] = {
+        "machine": machine(),
+        "seeds": seeds,
+        "draws": draws,
+        "runs": {str(s): r for s, r in runs.items()},
+        "table": table,
+        "seconds": time.perf_counter() - t0,
+    }
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=1)
+
+
 def ncsn_2d(seed: int) -> dict[str, Any]:
     x, mix = D.ncsn_mixture_2d(N_TRAIN, seed=seed, return_mixture=True)
     out: dict[str, Any] = {"data_w0": float(M.mode_weights(x, mix)[0])}
@@ -223,10 +292,14 @@ def main() -> None:
         help="independent draws of 10,000 samples per model (>= 2)",
     )
     ap.add_argument("--out", default=os.path.join(HERE, "results", "quality.json"))
+    ap.add_argument("--options", action="store_true", help="only the NCSN-options comparison")
     args = ap.parse_args()
     if args.draws < 2:
         ap.error("--draws must be at least 2 (the standard error needs two draws)")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if args.options:
+        main_options(seeds, args.draws, args.out)
+        return
     t0 = time.perf_counter()
     runs = {}
     for s in seeds:

@@ -10,11 +10,18 @@ they are never timed unit tests.
 
     python bench/throughput.py            # full table, JSON + plot in bench/results/
     python bench/throughput.py --smoke    # seconds; what CI runs
+    python bench/throughput.py --graph    # only the residual-graph rows, merged into the JSON
+
+The residual rows: a residual net with a sinusoidal embedding of log sigma (a format-2 graph,
+:class:`gensamp.learn.peer.ResidualNet`) against the plain net of the same widths, timed
+alternately in one run. Target: its GFLOP/s (network FLOPs, the embedding columns counted)
+>= 80% of the plain net's, i.e. the same share of the FMA peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -28,6 +35,36 @@ import common  # noqa: E402
 
 FULL = dict(shapes=[(1, 128), (2, 128), (64, 256)], ns=[1, 100, 1_000, 10_000, 100_000, 1_000_000])
 SMOKE = dict(shapes=[(1, 128)], ns=[1, 100, 1000])
+GRAPH = dict(shapes=[(2, 128), (64, 256)], ns=[100, 10_000, 100_000])
+GRAPH_SMOKE = dict(shapes=[(1, 128)], ns=[1000])
+
+
+def measure_graph(shapes, ns, threads, budget, reps):
+    rows = []
+    for d, h in shapes:
+        for n in ns:
+            r = B.compare_graph(d, h, n, threads, budget, reps)
+            rows.append(r)
+            print(
+                f"residual graph d={d:3d} h={h:3d} N={n:>7d} thr={threads}: plain "
+                f"{r['plain_gflops']:6.1f} GF/s, residual {r['residual_gflops']:6.1f} GF/s "
+                f"(x{r['gflops_ratio']:.2f}; time x{r['time_ratio']:.2f})",
+                flush=True,
+            )
+    return rows
+
+
+def check_graph(rows):
+    return [
+        (
+            f"residual graph GFLOP/s / plain MLP, ({r['d']},{r['hidden']}) N={r['n']}",
+            r["gflops_ratio"],
+            0.8,
+            r["gflops_ratio"] >= 0.8,
+            None,
+        )
+        for r in rows
+    ]
 
 
 def measure(shapes, ns, threads_list, budget, reps):
@@ -142,8 +179,11 @@ def main() -> int:
     ap.add_argument(
         "--no-check", dest="check", action="store_false", help="report targets, don't fail"
     )
+    ap.add_argument("--graph", action="store_true", help="only the residual-graph rows")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
+    if args.graph:
+        return main_graph(args)
     all_threads = os.cpu_count() or 1
     cfg = SMOKE if args.smoke else FULL
     budget = 2e8 if args.smoke else 2e10
@@ -157,7 +197,11 @@ def main() -> int:
     )
     threads_list = sorted({1, all_threads})
     rows = measure(cfg["shapes"], cfg["ns"], threads_list, budget, 1 if args.smoke else 2)
-    results = check(rows, ceiling, all_threads)
+    gcfg = GRAPH_SMOKE if args.smoke else GRAPH
+    graph_rows = measure_graph(
+        gcfg["shapes"], gcfg["ns"], all_threads, budget / 4, 1 if args.smoke else 3
+    )
+    results = check(rows, ceiling, all_threads) + check_graph(graph_rows)
     print(
         "\n| target | measured | required | | engine GF/s it needs (FMA peak "
         f"{peak:.0f}) |\n|---|---|---|---|---|"
@@ -176,6 +220,7 @@ def main() -> int:
             sgemm_gflops=ceiling,
             fma_peak_gflops=peak,
             rows=rows,
+            graph_rows=graph_rows,
             seconds=time.time() - t0,
             targets=[
                 dict(
@@ -192,6 +237,46 @@ def main() -> int:
     )
     plot(rows, ceiling, peak, os.path.join(args.out, f"{name}.png"))
     print(f"wrote {args.out}/{name}.json and .png in {time.time() - t0:.0f} s")
+    failed = [r for r in results if not r[3]]
+    return 1 if (args.check and failed and not args.smoke) else 0
+
+
+def main_graph(args) -> int:
+    """Only the residual-graph rows, merged into the existing results file."""
+    all_threads = os.cpu_count() or 1
+    torch.set_num_threads(all_threads)
+    t0 = time.time()
+    gcfg = GRAPH_SMOKE if args.smoke else GRAPH
+    rows = measure_graph(
+        gcfg["shapes"], gcfg["ns"], all_threads, 2e8 if args.smoke else 5e9, 1 if args.smoke else 3
+    )
+    results = check_graph(rows)
+    for desc, got, need, ok, _ in results:
+        print(f"| {desc} | {got:.2f} | >= {need} | {'PASS' if ok else 'FAIL'} |")
+    path = os.path.join(args.out, "throughput_smoke.json" if args.smoke else "throughput.json")
+    data = dict(machine=B.machine())
+    if os.path.exists(path):
+        with open(path) as fh:
+            data = json.load(fh)
+    data["graph_rows"] = rows
+    data["graph_machine"] = B.machine()
+    data["graph_seconds"] = time.time() - t0
+    data["targets"] = [
+        t for t in data.get("targets", []) if not t["target"].startswith("residual graph")
+    ]
+    data["targets"] += [
+        dict(
+            target=a,
+            measured=b,
+            required=c,
+            ok=bool(d),
+            engine_gflops_needed=None,
+            reachable_below_fma_peak=None,
+        )
+        for a, b, c, d, _ in results
+    ]
+    common.write_json(path, data)
+    print(f"merged into {path} in {time.time() - t0:.0f} s")
     failed = [r for r in results if not r[3]]
     return 1 if (args.check and failed and not args.smoke) else 0
 

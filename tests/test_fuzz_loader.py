@@ -56,6 +56,63 @@ def base_weights():
     return [score, ncsn, vae]
 
 
+def graph_bases():
+    """Two format-2 files: a residual net with a sinusoidal embedding of log sigma and a layer
+    norm, output / sigma; and an EDM-style preconditioned net (scalars, powers, sqrt)."""
+    from gensamp.graph import Graph, Node
+
+    rng = np.random.default_rng(1)
+
+    def lin(o, i, src):
+        W = rng.normal(scale=0.4, size=(o, i)).astype(np.float32)
+        return Node("linear", [src], tensors={"weight": W, "bias": np.full(o, 0.1, np.float32)})
+
+    res = [
+        Node("x"),
+        Node("sigma"),
+        Node("log", [1]),
+        Node("const", tensors={"value": np.array([1.0, 0.3, 0.1], np.float32)}),
+        Node("mul", [2, 3]),
+        Node("sin", [4]),
+        Node("cos", [4]),
+        Node("cat", [0, 5, 6]),
+        lin(8, 8, 7),
+        Node("act", [8], {"name": "silu"}),
+        lin(8, 8, 9),
+        Node("act", [10], {"name": "tanh"}),
+        Node("add", [9, 11]),
+        Node(
+            "layer_norm",
+            [12],
+            {"eps": 1e-5},
+            {"weight": np.ones(8, np.float32), "bias": np.zeros(8, np.float32)},
+        ),
+        Node("slice", [13], {"start": 1, "stop": 7}),
+        lin(2, 6, 14),
+        Node("div", [15, 1]),
+    ]
+    edm = [
+        Node("x"),
+        Node("sigma"),
+        Node("pow", [1], {"exponent": 2.0}),
+        Node("scalar", [], {"value": 0.25}),
+        Node("add", [2, 3]),
+        Node("sqrt", [4]),
+        Node("div", [0, 5]),
+        lin(6, 3, 6),
+        Node("act", [7], {"name": "gelu"}),
+        lin(3, 6, 8),
+        Node("mul", [9, 1]),
+        Node("div", [10, 5]),
+        Node("neg", [0]),
+        Node("add", [11, 12]),
+    ]
+    return [
+        gensamp.Weights(graph=Graph(res, 2), sampler={"sigmas": [1.0, 0.1], "eps": 1e-3, "T": 5}),
+        gensamp.Weights(graph=Graph(edm, 3), shift=[0.0, 1.0, 2.0], scale=[1.0, 2.0, 0.5]),
+    ]
+
+
 def split(raw):
     n = struct.unpack("<Q", raw[:8])[0]
     return json.loads(raw[8 : 8 + n]), raw[8 + n :]
@@ -347,6 +404,62 @@ def m_pickle(rng, raw, h, body):
     return payload if rng.random() < 0.7 else struct.pack("<Q", len(payload)) + payload
 
 
+GRAPH_OPS = [
+    "x",
+    "sigma",
+    "const",
+    "scalar",
+    "linear",
+    "act",
+    "sin",
+    "log",
+    "pow",
+    "add",
+    "div",
+    "cat",
+    "slice",
+    "layer_norm",
+    "conv",
+    "",
+    3,
+    None,
+]
+WEIRD_ATTRS = [0, 1, -1, 2, 7, 1e9, -1e-9, 1.5, None, True, "silu", "mish", [], {}, "1", 1e400]
+
+
+def m_graph(rng, raw, h, body):
+    """Edits the graph: ops, edges (cycles, self-loops, forward and out-of-range inputs),
+    attributes, node order and count, dim."""
+    meta = h.get("__metadata__", {})
+    if not isinstance(meta, dict) or not isinstance(meta.get("graph"), str):
+        return m_metadata(rng, raw, h, body)
+    g = json.loads(meta["graph"])
+    k = rng.randrange(len(g))
+    op = rng.randrange(9)
+    if op == 0:
+        g[k]["op"] = rng.choice(GRAPH_OPS)
+    elif op == 1:
+        g[k]["in"] = [rng.randrange(-2, len(g) + 2) for _ in range(rng.randrange(4))]
+    elif op == 2:
+        g[k]["in"] = [k] if rng.random() < 0.5 else [len(g) - 1]  # a self-loop or a cycle
+    elif op == 3:
+        key = rng.choice(["name", "exponent", "start", "stop", "eps", "value", "extra", "in", "op"])
+        g[k][key] = rng.choice(WEIRD_ATTRS)
+    elif op == 4:
+        del g[k]
+    elif op == 5:
+        g.insert(rng.randrange(len(g) + 1), dict(g[k]))
+    elif op == 6:
+        j = rng.randrange(len(g))
+        g[k], g[j] = g[j], g[k]
+    elif op == 7:
+        meta["dim"] = rng.choice(WEIRD_META)
+    else:
+        g = rng.choice([[], {}, [None], [g[0]] * 20000, "x"])
+    meta["graph"] = json.dumps(g)
+    return join(h, body)
+
+
 MUTATORS = [
     m_bitflip,
     m_byteset,
@@ -366,13 +479,14 @@ MUTATORS = [
 ]
 
 
-def mutate(case, bases):
-    """The file bytes of fuzz case `case` and the names of the mutations applied."""
-    rng = random.Random(SEED * 1_000_003 + case)
+def mutate(case, bases, graphs=False):
+    """The file bytes of fuzz case `case` and the names of the mutations applied (with
+    graphs: format-2 bases, a third of the mutations editing the graph itself)."""
+    rng = random.Random(SEED * 1_000_003 + case + (7_777_777 if graphs else 0))
     raw = rng.choice(bases)
     names = []
     for _ in range(1 if rng.random() < 0.8 else 2):
-        fn = rng.choice(MUTATORS)
+        fn = m_graph if graphs and rng.random() < 1 / 3 else rng.choice(MUTATORS)
         try:
             h, body = split(raw)
             if not isinstance(h, dict):
@@ -400,6 +514,15 @@ def check_loaded(w):
     """A file that loads must give working Weights. Returns None if fine, else a problem."""
     if not isinstance(w, gensamp.Weights):
         return f"load returned {type(w).__name__}"
+    if w.graph is not None:
+        x = np.linspace(-1, 1, 3 * w.dim, dtype=np.float32).reshape(3, w.dim)
+        try:
+            y = w.score(x, 0.5 if w.conditioned else None)
+        except ValueError as exc:  # e.g. log of a negative constant: refused per level
+            return None if "not finite" in str(exc) else f"score raised ValueError: {exc}"
+        if y.shape != (3, w.dim):
+            return f"score gave shape {y.shape}, expected (3, {w.dim})"
+        return None
     x = np.linspace(-1, 1, 3 * w.input_dim, dtype=np.float32).reshape(3, w.input_dim)
     if w.conditioned:
         x[:, -1] = 0.5
@@ -412,9 +535,9 @@ def check_loaded(w):
     return None
 
 
-def fuzz(first, count, workdir, progress_file=None):
+def fuzz(first, count, workdir, progress_file=None, graphs=False):
     bases = []
-    for i, w in enumerate(base_weights()):
+    for i, w in enumerate(graph_bases() if graphs else base_weights()):
         p = os.path.join(workdir, f"base{i}.safetensors")
         w.save(p)
         bases.append(Path(p).read_bytes())
@@ -425,7 +548,7 @@ def fuzz(first, count, workdir, progress_file=None):
     problems = []
     start = time.perf_counter()
     for case in range(first, first + count):
-        raw, how = mutate(case, bases)
+        raw, how = mutate(case, bases, graphs)
         if progress_file:
             with open(progress_file, "w") as fh:
                 fh.write(f"{case} {how}")
@@ -465,11 +588,12 @@ def fuzz(first, count, workdir, progress_file=None):
     )
 
 
-def test_fuzzed_weight_files_never_crash(tmp_path):
+@pytest.mark.parametrize("graphs", [False, True], ids=["format1", "format2"])
+def test_fuzzed_weight_files_never_crash(tmp_path, graphs):
     progress = tmp_path / "progress.txt"
     code = (
         f"import json, sys; sys.path.insert(0, {str(TESTS)!r}); import test_fuzz_loader as t; "
-        f"print(json.dumps(t.fuzz(0, {N_CASES}, {str(tmp_path)!r}, {str(progress)!r})))"
+        f"print(json.dumps(t.fuzz(0, {N_CASES}, {str(tmp_path)!r}, {str(progress)!r}, {graphs})))"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([PYTHON_DIR, str(TESTS)]))
     try:
@@ -481,7 +605,7 @@ def test_fuzzed_weight_files_never_crash(tmp_path):
     last = progress.read_text() if progress.exists() else "?"
     assert p.returncode == 0, (
         f"the loader crashed the interpreter (status {p.returncode}) on "
-        f"case {last}; reproduce: FUZZ_CASE=<case> python "
+        f"case {last}; reproduce: FUZZ_CASE=<case> FUZZ_GRAPHS={int(graphs)} python "
         f"tests/test_fuzz_loader.py\n{p.stderr[-3000:]}"
     )
     r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -491,7 +615,7 @@ def test_fuzzed_weight_files_never_crash(tmp_path):
     # a valid file (e.g. a bit flip in a weight's mantissa) still load.
     assert r["outcomes"]["ValueError"] > 0.5 * N_CASES
     assert r["outcomes"]["loaded"] > 0.02 * N_CASES
-    assert len(r["by_mutation"]) >= len(MUTATORS)
+    assert len(r["by_mutation"]) >= len(MUTATORS) + graphs
     assert sum(r["outcomes"].values()) == N_CASES
 
 
@@ -796,9 +920,9 @@ def test_huge_but_finite_weights_load_and_divergence_is_reported(good):
         gensamp.annealed_langevin(w, x0=np.full((8, 3), 5.0), seed=1)
 
 
-if __name__ == "__main__":  # reproduce one case: FUZZ_CASE=123 python tests/test_fuzz_loader.py
+if __name__ == "__main__":  # reproduce one case: FUZZ_CASE=123 [FUZZ_GRAPHS=1] python tests/...
     import tempfile
 
     case = int(os.environ.get("FUZZ_CASE", "0"))
     with tempfile.TemporaryDirectory() as d:
-        print(json.dumps(fuzz(case, 1, d), indent=1))
+        print(json.dumps(fuzz(case, 1, d, graphs=os.environ.get("FUZZ_GRAPHS") == "1"), indent=1))

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings.hpp"
@@ -58,6 +59,51 @@ std::shared_ptr<Mlp> make_mlp(const std::vector<std::pair<F32, F32>>& layers,
   if (shift) spec.shift = vec(*shift);
   if (scale) spec.scale = vec(*scale);
   return std::make_shared<Mlp>(std::move(spec));
+}
+
+// One graph node from Python: (op, inputs, activation, p, start, stop, a, b); a is W [out, in]
+// for a linear, the value for a const, the weight for a layer norm; b the bias.
+using NodeTuple = std::tuple<std::string, std::vector<int>, std::string, double, int, int,
+                             std::optional<F32>, std::optional<F32>>;
+
+GraphSpec graph_spec(int dim, const std::vector<NodeTuple>& nodes, std::optional<F32> shift,
+                     std::optional<F32> scale) {
+  GraphSpec spec;
+  spec.dim = dim;
+  spec.nodes.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const auto& [op, in, act, p, start, stop, a, b] = nodes[i];
+    GraphNode n;
+    n.op = parse_op(op);
+    n.in = in;
+    n.act = parse_act(act);
+    n.p = p;
+    n.start = start;
+    n.stop = stop;
+    if (a) {
+      if (n.op == Op::linear) {
+        if (a->ndim() != 2)
+          throw py::value_error("graph node " + std::to_string(i) + ": W must be 2-D");
+        n.rows = int(a->shape(0));
+        n.cols = int(a->shape(1));
+      }
+      check_finite(*a, "a graph tensor");
+      n.a = vec(*a);
+    }
+    if (b) {
+      check_finite(*b, "a graph tensor");
+      n.b = vec(*b);
+    }
+    spec.nodes.push_back(std::move(n));
+  }
+  if (shift) spec.shift = vec(*shift);
+  if (scale) spec.scale = vec(*scale);
+  return spec;
+}
+
+std::shared_ptr<GraphNet> make_graph(int dim, const std::vector<NodeTuple>& nodes,
+                                     std::optional<F32> shift, std::optional<F32> scale) {
+  return std::make_shared<GraphNet>(graph_spec(dim, nodes, shift, scale));
 }
 
 // Raw network outputs [n, output_dim] for raw inputs [n, input_dim]. The network is held by
@@ -155,6 +201,12 @@ void bind_mlp(py::module_& m) {
            "Raw network outputs for raw inputs [n, input_dim].");
 }
 
+void bind_graph(py::module_& m) {
+  py::class_<GraphNet, ScoreModel, std::shared_ptr<GraphNet>>(m, "GraphNet")
+      .def(py::init(&make_graph), py::arg("dim"), py::arg("nodes"), py::arg("shift") = py::none(),
+           py::arg("scale") = py::none());
+}
+
 void bind_mixture(py::module_& m) {
   py::class_<Mixture, ScoreModel, std::shared_ptr<Mixture>>(m, "Mixture")
       .def(py::init(&make_mixture), py::arg("weights"), py::arg("means"),
@@ -169,6 +221,16 @@ void bind_score(py::module_& m) {
 void bind_bytes(py::module_& m) {
   m.def("mlp_bytes", &mlp_bytes, py::arg("shapes"), py::arg("sigma_input"), py::arg("norm"));
   m.def(
+      "graph_bytes",
+      [](int dim, const std::vector<NodeTuple>& nodes, int norm) {
+        if (norm < 0) throw py::value_error("norm must be >= 0");
+        GraphSpec spec = graph_spec(dim, nodes, std::nullopt, std::nullopt);
+        spec.shift.resize(size_t(norm));
+        spec.scale.resize(size_t(norm));
+        return GraphNet::bytes(spec);
+      },
+      py::arg("dim"), py::arg("nodes"), py::arg("norm"));
+  m.def(
       "mixture_bytes",
       [](int K, int d, bool full) {
         if (K < 1 || d < 1) throw py::value_error("K and d must be >= 1");
@@ -182,6 +244,7 @@ void bind_bytes(py::module_& m) {
 void register_models(py::module_& m) {
   bind_score_model(m);
   bind_mlp(m);
+  bind_graph(m);
   bind_mixture(m);
   bind_score(m);
   bind_bytes(m);

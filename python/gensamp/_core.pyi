@@ -30,6 +30,20 @@ class Mlp(ScoreModel):
     def output_dim(self) -> int: ...
     def forward(self, inputs: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
 
+# One graph node: (op, inputs, activation, p, start, stop, a, b); see gensamp.graph.
+GraphNode = tuple[
+    str, Sequence[int], str, float, int, int, npt.ArrayLike | None, npt.ArrayLike | None
+]
+
+class GraphNet(ScoreModel):
+    def __init__(
+        self,
+        dim: int,
+        nodes: Sequence[GraphNode],
+        shift: npt.ArrayLike | None = None,
+        scale: npt.ArrayLike | None = None,
+    ) -> None: ...
+
 class Mixture(ScoreModel):
     def __init__(
         self,
@@ -122,6 +136,9 @@ def vae_run_bytes(decoder: Mlp, n: int, threads: int, tile: int) -> dict[str, in
 def mlp_bytes(
     shapes: Sequence[tuple[int, int]], sigma_input: str, norm: int
 ) -> int: ...  # an Mlp with these [out, in] layer shapes and normalisation length
+def graph_bytes(
+    dim: int, nodes: Sequence[GraphNode], norm: int
+) -> int: ...  # a GraphNet of these nodes and normalisation length
 def mixture_bytes(K: int, d: int, full: bool) -> int: ...
 
 # Log-densities (bind_density.cpp): the probability-flow ODE from sigma_0 to sigma_N on `grid`

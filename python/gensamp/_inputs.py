@@ -114,6 +114,12 @@ def density_model(model: Any) -> Weights | GaussianMixture:
                 "sigma_min to sigma_max; this network takes no noise level (sigma_input='none'). "
                 "Train one with gensamp.train_ncsn"
             )
+        if m.graph is not None:
+            raise ValueError(
+                "log_prob needs the divergence of the score, which the engine differentiates "
+                "for plain MLPs (format 1) and mixtures; this network is a graph (format 2), "
+                "whose divergence is not implemented yet"
+            )
     return m
 
 

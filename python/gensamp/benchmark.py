@@ -32,6 +32,42 @@ def flops_per_step(d: int, hidden: int) -> float:
     return 2.0 * ((d + 1) * hidden + hidden * hidden + hidden * d)
 
 
+def residual_flops_per_step(d: int, hidden: int) -> float:
+    """The same for :class:`~gensamp.learn.peer.ResidualNet`, counting its embedding columns
+    (which the engine folds into a per-level bias) as torch computes them."""
+    return 2.0 * ((d + peer.EMBED) * hidden + hidden * hidden + hidden * d)
+
+
+def compare_graph(
+    d: int, hidden: int, n: int, threads: int, budget: float, reps: int
+) -> dict[str, Any]:
+    """The residual net (a format-2 graph) against the plain benchmark net (format 1), the
+    same schedule, timed alternately in one run."""
+    plain = export(peer.network(d, hidden))
+    res = _export(peer.ResidualNet(d, hidden))
+    T = steps_for(n, flops_per_step(d, hidden), budget)
+    steps = n * L_LEVELS * T
+    tp, tr = [], []
+    for _ in range(reps):
+        tp.append(timed(lambda: engine(plain, n, T, threads), 1))
+        tr.append(timed(lambda: engine(res, n, T, threads), 1))
+    gp = steps * flops_per_step(d, hidden) / min(tp) / 1e9
+    gr = steps * residual_flops_per_step(d, hidden) / min(tr) / 1e9
+    return dict(
+        d=d,
+        hidden=hidden,
+        n=n,
+        threads=threads,
+        T=T,
+        plain_gflops=gp,
+        residual_gflops=gr,
+        gflops_ratio=gr / gp,
+        time_ratio=min(tr) / min(tp),
+        plain_seconds=tp,
+        residual_seconds=tr,
+    )
+
+
 def torch_peer(net: Any, n: int, d: int, T: int, eps: float = 1e-3) -> None:
     """What a user writes instead: batched annealed Langevin in PyTorch, default threads."""
     peer.annealed_loop(net, n, d, T, SIGMAS, eps)

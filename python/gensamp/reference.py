@@ -28,6 +28,7 @@ from . import activations as A
 from . import methods
 from ._inputs import DEFAULT_N, as_model, density_model, density_plan, with_defaults
 from ._validate import as_chain_offset, as_int, as_points, as_pos_float, as_rows, as_sigmas
+from .graph import Graph
 from .mixture import GaussianMixture
 from .weights import Weights
 
@@ -119,10 +120,63 @@ def forward(weights: Weights, inputs: Any) -> np.ndarray:
     return h
 
 
+def graph_forward(graph: Graph, u: Any, sigma: float) -> np.ndarray:
+    """A format-2 graph's output [n, d] in float64 for model coordinates u [n, d] at noise
+    level sigma: every node evaluated with numpy, level-only nodes included (the engine
+    precomputes those per level instead)."""
+    u = np.asarray(u, dtype=np.float64)
+    n = u.shape[0]
+    vals: list[np.ndarray] = []
+    for node in graph.nodes:
+        ins = [vals[j] for j in node.inputs]
+        t = {k: v.astype(np.float64) for k, v in node.tensors.items()}
+        op = node.op
+        if op == "x":
+            v = u
+        elif op == "sigma":
+            v = np.full((n, 1), float(sigma))
+        elif op == "scalar":
+            v = np.full((n, 1), float(node.attrs["value"]))
+        elif op == "const":
+            v = np.broadcast_to(t["value"], (n, t["value"].shape[0]))
+        elif op == "linear":
+            v = ins[0] @ t["weight"].T + t["bias"]
+        elif op == "act":
+            with np.errstate(over="ignore"):  # exp(-h) -> inf gives the right limit
+                v = _act(node.attrs["name"], ins[0])
+        elif op in ("sin", "cos", "exp", "log", "sqrt"):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v = getattr(np, op)(ins[0])
+        elif op == "neg":
+            v = -ins[0]
+        elif op == "pow":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v = np.power(ins[0], node.attrs["exponent"])
+        elif op in ("add", "sub", "mul", "div"):
+            fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v = fn(ins[0], ins[1])
+        elif op == "cat":
+            v = np.concatenate(ins, axis=1)
+        elif op == "slice":
+            v = ins[0][:, node.attrs["start"] : node.attrs["stop"]]
+        elif op == "layer_norm":
+            h = ins[0]
+            m = h.mean(axis=1, keepdims=True)
+            var = ((h - m) ** 2).mean(axis=1, keepdims=True)
+            v = (h - m) / np.sqrt(var + node.attrs["eps"]) * t["weight"] + t["bias"]
+        else:  # pragma: no cover - Graph refuses unknown ops
+            raise ValueError(f"unknown graph op {op!r}")
+        vals.append(np.asarray(v, dtype=np.float64))
+    return vals[-1]
+
+
 def score(model: Weights | GaussianMixture, u: np.ndarray, sigma: float) -> np.ndarray:
     """Score in model coordinates at noise level sigma (float64)."""
     if isinstance(model, GaussianMixture):
         return model.score(u, sigma)
+    if model.graph is not None:
+        return graph_forward(model.graph, u, sigma)
     inp = u
     if model.sigma_input != "none":
         feat = sigma if model.sigma_input == "sigma" else math.log(sigma)
@@ -383,6 +437,8 @@ def score_jacobian(
     u = np.asarray(u, dtype=np.float64)
     if isinstance(model, GaussianMixture):
         return _mixture_jacobian(model, u, sigma)
+    if model.graph is not None:
+        raise NotImplementedError("the reference Jacobian covers plain MLPs, not graphs")
     d = model.dim
     h = u
     if model.sigma_input != "none":

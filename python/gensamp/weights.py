@@ -38,6 +38,27 @@ key                  value
 ``info``             JSON object, free-form provenance (training settings, losses, ...)
 ===================  ==========================================================================
 
+Format version 2: a graph
+~~~~~~~~~~~~~~~~~~~~~~~~~
+A network that is not a plain MLP (residual blocks, embeddings of sigma, preconditioning,
+layer norms; whatever :func:`gensamp.export` captured from a torch module) is stored as a
+graph, :class:`gensamp.graph.Graph` (its module docstring defines the ops). The header and
+the ``norm.*`` tensors are as in version 1, except:
+
+- ``format_version`` is ``2``; ``n_layers``, ``activations``, ``sigma_input`` and
+  ``divide_by_sigma`` are absent (the graph says how sigma enters);
+- ``dim``: the data dimension d (integer as text);
+- ``graph``: JSON list of nodes in topological order, ``{"op": ..., "in": [indices of earlier
+  nodes], <attributes>}``; the last node is the output, the score in model coordinates;
+- tensors ``graph.{i}.weight`` / ``graph.{i}.bias`` / ``graph.{i}.value`` (F32) belong to
+  node i as the op table says; no other ``graph.*`` or ``layers.*`` tensors may appear;
+- ``role`` is ``score`` or ``ncsn`` (a VAE decoder stays a version-1 MLP).
+
+Plain MLPs are still written as version 1, which every gensamp release reads; this release
+reads both versions and refuses any other. The loader checks a graph as strictly as the
+layer list: every op, attribute, tensor shape and edge (inputs are earlier nodes, so there are
+no cycles), at most 10,000 nodes of width at most 65,536, every node feeding the output.
+
 Units: sigmas, eps and the network itself live in model coordinates u (identity when no
 ``norm.*`` tensors are present); samplers map x0 into u and their results back to data space.
 Activations follow torch defaults exactly: ``leaky_relu`` has slope 0.01, ``elu`` alpha 1,
@@ -64,9 +85,10 @@ from safetensors.numpy import save as save_tensors
 from . import _core
 from . import activations as _acts
 from ._validate import as_bool, as_int, as_pos_float, as_rows, as_sigmas
+from .graph import Graph
 
 FORMAT_NAME = "gensamp.weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this release writes; it reads 1 and 2
 ACTIVATIONS = _acts.NAMES
 SIGMA_INPUTS = ("none", "sigma", "log_sigma")
 ROLES = ("score", "ncsn", "vae_decoder")
@@ -211,6 +233,7 @@ class Weights:
     """
 
     __slots__ = (
+        "_graph",
         "_layers",
         "_acts",
         "_sigma_input",
@@ -225,9 +248,10 @@ class Weights:
 
     def __init__(
         self,
-        layers: Sequence[tuple[Any, Any]],
-        activations: Sequence[str],
+        layers: Sequence[tuple[Any, Any]] | None = None,
+        activations: Sequence[str] | None = None,
         *,
+        graph: Graph | None = None,
         sigma_input: str = "none",
         divide_by_sigma: bool = False,
         shift: Any = None,
@@ -236,8 +260,28 @@ class Weights:
         sampler: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        frozen = _check_layers(layers)
-        acts = _check_activations(activations, len(frozen))
+        self._graph = graph
+        if graph is not None:
+            if layers is not None or activations is not None:
+                raise TypeError("give either layers and activations, or a graph")
+            if not isinstance(graph, Graph):
+                raise TypeError(f"graph must be a gensamp.graph.Graph, got {type(graph).__name__}")
+            if sigma_input != "none" or divide_by_sigma:
+                raise ValueError(
+                    "a graph says itself how sigma enters: no sigma_input/divide_by_sigma"
+                )
+            layers, activations = [], []
+            role = role or ("ncsn" if graph.uses_sigma else "score")
+            if role not in ("score", "ncsn"):
+                raise ValueError(f"a graph network's role is 'score' or 'ncsn', got {role!r}")
+            d = graph.dim
+            frozen: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+            acts: tuple[str, ...] = ()
+        elif layers is None or activations is None:
+            raise TypeError("Weights needs layers and activations, or graph=")
+        else:
+            frozen = _check_layers(layers)
+            acts = _check_activations(activations, len(frozen))
         if sigma_input not in SIGMA_INPUTS:
             raise ValueError(f"sigma_input must be one of {SIGMA_INPUTS}, got {sigma_input!r}")
         divide_by_sigma = as_bool(divide_by_sigma, "divide_by_sigma")
@@ -245,7 +289,8 @@ class Weights:
             role = "ncsn" if sigma_input != "none" else "score"
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        d = _data_dim(frozen, sigma_input, divide_by_sigma, role)
+        if graph is None:
+            d = _data_dim(frozen, sigma_input, divide_by_sigma, role)
         self._shift, self._scale = _check_norm(shift, scale, d)
         self._layers = frozen
         self._acts = acts
@@ -257,11 +302,28 @@ class Weights:
             self._info = json.loads(json.dumps(dict(info or {})))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"info must be JSON-serialisable: {exc}") from None
-        self._engine_cache: _core.Mlp | None = None
+        self._engine_cache: _core.Mlp | _core.GraphNet | None = None
 
     # ---- read-only views -----------------------------------------------------------------
-    layers = property(lambda self: self._layers, doc="tuple of (W, b) read-only float32 arrays")
-    activations = property(lambda self: self._acts)
+    graph = property(
+        lambda self: self._graph, doc="the network's Graph (format 2), or None for a plain MLP"
+    )
+
+    @property
+    def layers(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """tuple of (W, b) read-only float32 arrays (a plain MLP only)."""
+        self._mlp_only("layers")
+        return self._layers
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        self._mlp_only("activations")
+        return self._acts
+
+    def _mlp_only(self, what: str) -> None:
+        if self._graph is not None:
+            raise AttributeError(f"a graph network has no {what}; see Weights.graph")
+
     sigma_input = property(lambda self: self._sigma_input)
     divide_by_sigma = property(lambda self: self._divide)
     shift = property(lambda self: self._shift)
@@ -274,15 +336,21 @@ class Weights:
 
     @property
     def input_dim(self) -> int:
+        if self._graph is not None:
+            return self._graph.dim
         return int(self._layers[0][0].shape[1])
 
     @property
     def output_dim(self) -> int:
+        if self._graph is not None:
+            return self._graph.dim
         return int(self._layers[-1][0].shape[0])
 
     @property
     def dim(self) -> int:
         """Data dimension d."""
+        if self._graph is not None:
+            return self._graph.dim
         if self._role == "vae_decoder":
             return self.output_dim // 2
         return self.input_dim - (0 if self._sigma_input == "none" else 1)
@@ -295,9 +363,14 @@ class Weights:
 
     @property
     def conditioned(self) -> bool:
+        """True when the network reads the noise level."""
+        if self._graph is not None:
+            return self._graph.uses_sigma
         return self._sigma_input != "none"
 
     def __repr__(self) -> str:
+        if self._graph is not None:
+            return f"Weights(role={self._role!r}, graph={self._graph!r})"
         widths = [self.input_dim] + [W.shape[0] for W, _ in self._layers]
         return (
             f"Weights(role={self._role!r}, widths={widths}, activations={list(self._acts)}, "
@@ -308,9 +381,15 @@ class Weights:
         """What building :meth:`_engine` allocates: the weights and the packed copies of them
         the engine's kernels read (many times the weights for a narrow layer)."""
         norm = 0 if self._shift is None else len(self._shift)
+        if self._graph is not None:
+            return _core.graph_bytes(self._graph.dim, self._graph.engine_nodes(), norm)
         return _core.mlp_bytes([W.shape for W, _ in self._layers], self._sigma_input, norm)
 
-    def _engine(self) -> _core.Mlp:
+    def _engine(self) -> Any:
+        if self._engine_cache is None and self._graph is not None:
+            self._engine_cache = _core.GraphNet(
+                self._graph.dim, self._graph.engine_nodes(), self._shift, self._scale
+            )
         if self._engine_cache is None:
             self._engine_cache = _core.Mlp(
                 [(W, b) for W, b in self._layers],
@@ -325,6 +404,8 @@ class Weights:
     def forward(self, inputs: Any) -> np.ndarray:
         """Raw network outputs (C++ engine) for raw inputs [n, input_dim] (the sigma column
         included)."""
+        if self._graph is not None:
+            raise TypeError("a graph network takes x and sigma: use Weights.score(x, sigma)")
         return self._engine().forward(as_rows(inputs, self.input_dim, "inputs"))
 
     def score(self, x: Any, sigma: float | None = None) -> np.ndarray:
@@ -348,19 +429,30 @@ class Weights:
     def to_bytes(self) -> bytes:
         """The file's bytes (layout in this module's docstring); :func:`from_bytes` reads them."""
         tensors: dict[str, np.ndarray] = {}
+        if self._graph is not None:
+            tensors.update(self._graph.tensors())
         for i, (W, b) in enumerate(self._layers):
             tensors[f"layers.{i}.weight"] = np.ascontiguousarray(W)
             tensors[f"layers.{i}.bias"] = np.ascontiguousarray(b)
         if self._shift is not None and self._scale is not None:
             tensors["norm.shift"] = np.ascontiguousarray(self._shift)
             tensors["norm.scale"] = np.ascontiguousarray(self._scale)
-        meta = {
-            "format": FORMAT_NAME,
-            "format_version": str(FORMAT_VERSION),
-            "n_layers": str(len(self._layers)),
-            "activations": json.dumps(list(self._acts)),
-            "sigma_input": self._sigma_input,
-            "divide_by_sigma": "true" if self._divide else "false",
+        meta = {"format": FORMAT_NAME}
+        if self._graph is not None:
+            meta |= {
+                "format_version": "2",
+                "dim": str(self._graph.dim),
+                "graph": self._graph.to_json(),
+            }
+        else:
+            meta |= {
+                "format_version": "1",
+                "n_layers": str(len(self._layers)),
+                "activations": json.dumps(list(self._acts)),
+                "sigma_input": self._sigma_input,
+                "divide_by_sigma": "true" if self._divide else "false",
+            }
+        meta |= {
             "role": self._role,
             "sampler": json.dumps(self._sampler),
             "info": json.dumps(self._info),
@@ -412,19 +504,11 @@ def _plain_int(text: str) -> int | None:
     return int(text) if ok else None
 
 
-_META_KEYS = frozenset(
-    {
-        "format",
-        "format_version",
-        "n_layers",
-        "activations",
-        "sigma_input",
-        "divide_by_sigma",
-        "role",
-        "sampler",
-        "info",
-    }
-)
+_COMMON_KEYS = frozenset({"format", "format_version", "role", "sampler", "info"})
+_META_KEYS = {
+    1: _COMMON_KEYS | {"n_layers", "activations", "sigma_input", "divide_by_sigma"},
+    2: _COMMON_KEYS | {"dim", "graph"},
+}
 
 
 def _read_once(path: PathLike) -> bytes:
@@ -512,33 +596,49 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
-def _check_meta(path: PathLike, meta: Mapping[str, str]) -> int:
-    """Checks the format fields; returns the number of layers."""
+def _check_meta(path: PathLike, meta: Mapping[str, str]) -> tuple[int, int]:
+    """Checks the format fields; returns the format version and the number of layers
+    (version 1) or the data dimension (version 2)."""
     if meta.get("format") != FORMAT_NAME:
         raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     ver = meta.get("format_version", "")
-    if _plain_int(ver) != FORMAT_VERSION:
+    version = _plain_int(ver)
+    if version not in _META_KEYS:
         raise _fail(
-            path, f"format_version {ver!r} is not supported (this gensamp reads {FORMAT_VERSION})"
+            path,
+            f"format_version {ver!r} is not supported (this gensamp reads "
+            f"{' and '.join(map(str, _META_KEYS))})",
         )
-    missing = _META_KEYS - set(meta)
+    missing = _META_KEYS[version] - set(meta)
     if missing:
         raise _fail(path, f"metadata lacks {sorted(missing)}")
-    extra = set(meta) - _META_KEYS
+    extra = set(meta) - _META_KEYS[version]
     if extra:
         raise _fail(path, f"unexpected metadata keys {sorted(extra)}")
+    if version == 2:
+        dim = _plain_int(meta["dim"])
+        if dim is None or not 1 <= dim <= 65536:
+            raise _fail(path, f"dim {meta['dim']!r} is not an integer in 1..65536")
+        if meta["role"] not in ("score", "ncsn"):
+            raise _fail(path, f"a graph network's role is score or ncsn, got {meta['role']!r}")
+        return version, dim
     nl = meta["n_layers"]
     nl_i = _plain_int(nl)
     if nl_i is None or not 1 <= nl_i <= 1000:
         raise _fail(path, f"n_layers {nl!r} is not an integer in 1..1000")
     if meta["divide_by_sigma"] not in ("true", "false"):
         raise _fail(path, f"divide_by_sigma is {meta['divide_by_sigma']!r}, expected true/false")
-    return nl_i
+    return version, nl_i
 
 
-def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: int) -> None:
+def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: int | None) -> None:
+    """Version 1 (n_layers given): exactly the layer tensors. Version 2: the graph.* tensors,
+    whose names the graph itself checks, and no layers.*."""
     names = set(tensors)
-    expected = {f"layers.{i}.{p}" for i in range(n_layers) for p in ("weight", "bias")}
+    if n_layers is None:
+        expected = {k for k in names if k.startswith("graph.")}
+    else:
+        expected = {f"layers.{i}.{p}" for i in range(n_layers) for p in ("weight", "bias")}
     if "norm.shift" in names or "norm.scale" in names:
         expected |= {"norm.shift", "norm.scale"}
     if names != expected:
@@ -559,7 +659,7 @@ def _json_fields(
     path: PathLike, meta: Mapping[str, str]
 ) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     try:
-        acts = json.loads(meta["activations"])
+        acts = json.loads(meta.get("activations", "[]"))
         sampler = json.loads(meta["sampler"])
         info = json.loads(meta["info"])
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long ints, deep nesting
@@ -618,11 +718,24 @@ def from_bytes(data: bytes) -> Weights:
 
 def _parse(path: PathLike, data: bytes) -> Weights:
     meta = _check_header(path, data)
-    n_layers = _check_meta(path, meta)
+    version, count = _check_meta(path, meta)
     tensors = _read(path, data)
-    _check_tensors(path, tensors, n_layers)
+    _check_tensors(path, tensors, count if version == 1 else None)
     acts, sampler, info = _json_fields(path, meta)
+    n_layers = count
     try:
+        if version == 2:
+            graph = Graph.from_json(
+                meta["graph"], {k: v for k, v in tensors.items() if k.startswith("graph.")}, count
+            )
+            return Weights(
+                graph=graph,
+                shift=tensors.get("norm.shift"),
+                scale=tensors.get("norm.scale"),
+                role=meta["role"],
+                sampler=sampler,
+                info=info,
+            )
         return Weights(
             [(tensors[f"layers.{i}.weight"], tensors[f"layers.{i}.bias"]) for i in range(n_layers)],
             acts,

@@ -144,6 +144,105 @@ class Mlp final : public ScoreModel {
   std::vector<float> wt0_data_, wp0_data_;
 };
 
+// A score network given as a graph (weights format 2): nodes in topological order, each reading
+// earlier nodes. Every value is a feature vector per chain ([n, k]; torch's [n] is k = 1).
+// Values that do not depend on x (sigma, constants, embeddings of sigma, c_in/c_out/c_skip) are
+// computed once per noise level in prepare(); only the x-dependent nodes run per chain-step.
+enum class Op {
+  x,
+  sigma,
+  constant,
+  scalar,
+  linear,
+  act,
+  sin,
+  cos,
+  exp,
+  log,
+  sqrt,
+  neg,
+  pow,
+  add,
+  sub,
+  mul,
+  div,
+  cat,
+  slice,
+  layer_norm
+};
+Op parse_op(const std::string& name);  // throws std::invalid_argument
+
+struct GraphNode {
+  Op op = Op::x;
+  std::vector<int> in;      // indices of earlier nodes
+  Act act = Act::identity;  // Op::act
+  double p = 0;             // pow: the exponent; layer_norm: eps; scalar: the value
+  int start = 0, stop = 0;  // Op::slice: features [start, stop)
+  int rows = 0, cols = 0;   // Op::linear: a is W [rows][cols]
+  std::vector<float> a;     // linear: W; constant: the value; layer_norm: weight
+  std::vector<float> b;     // linear: bias; layer_norm: bias
+};
+
+struct GraphSpec {
+  int dim = 0;  // d: width of the x node and of the output (the last node)
+  std::vector<GraphNode> nodes;
+  std::vector<float> shift, scale;  // empty = identity normalisation
+};
+
+class GraphNet final : public ScoreModel {
+ public:
+  explicit GraphNet(GraphSpec spec);  // validates every node; throws std::invalid_argument
+  // What a GraphNet built from `spec` holds, in bytes (weights, packed copies, the plan).
+  static uint64_t bytes(const GraphSpec& spec);
+  int dim() const override { return spec_.dim; }
+  std::unique_ptr<Levels> prepare(const std::vector<double>& sigmas,
+                                  const StopFn& stop) const override;
+  std::unique_ptr<Workspace> workspace(int width) const override;
+  uint64_t levels_bytes(uint64_t levels) const override;
+  uint64_t workspace_bytes(int width) const override;
+  void score(const float* x, int width, const Levels& lv, int level, float* out,
+             Workspace& ws) const override;
+  const float* shift() const override { return spec_.shift.empty() ? nullptr : spec_.shift.data(); }
+  const float* scale() const override { return spec_.scale.empty() ? nullptr : spec_.scale.data(); }
+
+  struct Operand {  // where a step reads a value
+    bool chain = true;
+    int buf = -1;  // chain: pool buffer, -1 = the input x
+    int row = 0;   // chain: first row in that buffer; level: offset in a level's table row
+    int width = 0;
+  };
+  struct Step {
+    int node = 0;  // the graph node it computes (or gathers for)
+    int kind = 0;  // see graph.cpp
+    Operand dst;
+    std::vector<Operand> src;
+    int packed = -1;      // linear: index into the packed weights
+    int level_bias = -1;  // linear: offset of its per-level bias, -1 = static bias
+    bool relu = false;    // linear: a ReLU fused into its store
+  };
+
+ private:
+  GraphSpec spec_;
+  std::vector<int> width_;
+  std::vector<char> chain_;  // depends on x
+  // The per-level table: which level-kind values chain steps read, and where.
+  std::vector<int> level_off_;  // per node, -1 if not stored
+  struct SplitBias {
+    int node, off;
+    std::vector<int> level_cols;
+  };
+  std::vector<SplitBias> split_;  // linears over [chain | level] inputs: bias per level
+  size_t stride_ = 0;
+  std::vector<Step> steps_;
+  int n_bufs_ = 0, buf_rows_ = 0;
+  Operand out_;
+  struct Packed {
+    std::vector<float> W, WT, WP, b;  // chain columns only; b padded to a multiple of 64
+    int out = 0, in = 0;
+  };
+  std::vector<Packed> packed_;
+};
+
 // Exact score of sum_k w_k N(mu_k, Sigma_k + sigma^2 I); Sigma_k diagonal or full.
 class Mixture final : public ScoreModel {
  public:

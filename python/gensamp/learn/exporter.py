@@ -9,7 +9,9 @@ import numpy as np
 import torch.nn as nn
 
 from .. import activations as _acts
+from ..graph import Graph
 from ..weights import Weights
+from . import tracing
 
 
 def _activation_name(mod: nn.Module) -> str:
@@ -46,9 +48,39 @@ def _flatten(seq: Any) -> list[Any]:
     return out
 
 
+def _plain_mlp(graph: Graph) -> tuple[list[tuple[Any, Any]], list[str]] | None:
+    """The layers and activations of a graph that is a plain chain x -> Linear -> act -> ...
+    -> Linear without sigma (a Sequential wrapped in a module): the format-1 MLP, which the
+    engine runs on its MLP path and every gensamp release reads."""
+    nodes = graph.nodes
+    if graph.uses_sigma or nodes[0].op != "x":
+        return None
+    layers: list[tuple[Any, Any]] = []
+    acts: list[str] = []
+    expect_linear = True
+    for i, node in enumerate(nodes[1:], start=1):
+        if node.inputs != (i - 1,):
+            return None
+        if expect_linear and node.op == "linear":
+            layers.append((node.tensors["weight"], node.tensors["bias"]))
+        elif not expect_linear and node.op == "act":
+            acts.append(node.attrs["name"])
+        elif not expect_linear and node.op == "linear":
+            acts.append("identity")
+            layers.append((node.tensors["weight"], node.tensors["bias"]))
+            continue
+        else:
+            return None
+        expect_linear = not expect_linear
+    return (layers, acts) if layers and nodes[-1].op == "linear" else None
+
+
 def export(
     model: Any,
     *,
+    output: str = "score",
+    dim: int | None = None,
+    sigma_shape: str | None = None,
     sigma_input: str | None = None,
     divide_by_sigma: bool | None = None,
     shift: Any = None,
@@ -57,13 +89,29 @@ def export(
     sampler: Mapping[str, Any] | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> Weights:
-    """Build :class:`Weights` from a torch ``nn.Sequential`` or a gensamp model.
+    """Build :class:`Weights` from a torch network: any ``nn.Module`` whose ``forward(x)``
+    (a score) or ``forward(x, sigma)`` (a noise-conditional score; sigma of shape [n] or
+    [n, 1]) is built from operations the engine has.
 
-    A ``nn.Sequential`` (nested ones are flattened) must alternate ``nn.Linear`` and supported
-    activation modules and end with a Linear layer; anything else raises TypeError. With
-    ``sigma_input`` set, the first Linear layer takes d + 1 inputs, the last being sigma or
-    log sigma. gensamp's own model classes (``gensamp.models``) carry these settings and
-    export via their ``to_weights()``; keyword arguments given here override them.
+    * A custom module is captured with torch.fx (:mod:`gensamp.learn.tracing`): Linear,
+      the activations, + - * / and powers, sin/cos/exp/log/sqrt, concatenation, indexing and
+      reshapes, LayerNorm, eval-mode BatchNorm; residual blocks, sinusoidal or Gaussian-Fourier
+      embeddings of sigma or log sigma and EDM preconditioning follow from those. It is saved
+      as a format-2 graph, unless it is a plain Linear/activation chain (a wrapped
+      Sequential), which becomes a format-1 MLP. ``output`` says what forward returns:
+      ``"score"``, ``"denoiser"`` (EDM's D(x, sigma)) or ``"noise"`` (eps(x, sigma)).
+      ``dim`` and ``sigma_shape`` ("n" or "n1") are found by trial when omitted. What cannot
+      be mapped raises :class:`~gensamp.learn.tracing.ExportError` (a TypeError) naming the
+      node, its op, the source line and a hint; the captured graph is checked against the
+      module before it is returned.
+    * A ``nn.Sequential`` (nested ones are flattened) must alternate ``nn.Linear`` and
+      supported activation modules and end with a Linear layer. With ``sigma_input`` set,
+      the first Linear layer takes d + 1 inputs, the last being sigma or log sigma.
+    * gensamp's own model classes carry these settings and export via their
+      ``to_weights()``; keyword arguments given here override them.
+
+    ``shift``/``scale``: the data normalisation u = (x - shift) / scale the network works
+    in; ``sampler``: stored sampler defaults (sigmas in model coordinates).
     """
     overrides = {
         k: v
@@ -80,12 +128,24 @@ def export(
     }
     if hasattr(model, "to_weights") and callable(model.to_weights):
         return model.to_weights(**overrides)
+    tracing._refuse_kind(model)
     if isinstance(model, nn.Linear):
         model = nn.Sequential(model)
     if not isinstance(model, nn.Sequential):
-        raise TypeError(
-            f"export needs a torch nn.Sequential or a gensamp model, got {type(model).__name__}"
+        if sigma_input is not None or divide_by_sigma is not None:
+            raise TypeError(
+                "sigma_input/divide_by_sigma describe a Sequential's inputs; a module's "
+                "forward(x, sigma) says itself how sigma enters"
+            )
+        check = None if sampler is None else sampler.get("sigmas")
+        graph = tracing.capture(
+            model, output=output, dim=dim, sigma_shape=sigma_shape, check_sigmas=check
         )
+        plain = _plain_mlp(graph)
+        common = dict(shift=shift, scale=scale, role=role, sampler=sampler, info=info)
+        if plain is not None:
+            return Weights(plain[0], plain[1], **common)
+        return Weights(graph=graph, **common)
     mods = _flatten(model)
     layers: list[tuple[np.ndarray, np.ndarray]] = []
     acts: list[str] = []

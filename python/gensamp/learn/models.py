@@ -74,6 +74,81 @@ def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: str = "silu") 
     return nn.Sequential(*mods)
 
 
+class _ScoreCore(nn.Module):
+    """An NCSN body beyond the plain MLP, written for torch.fx so that it exports as a graph:
+    ``forward(u, sigma)`` with sigma of shape [n] gives the score in model coordinates.
+
+    * ``embedding="fourier"``: sigma enters as a Gaussian Fourier projection of log sigma
+      (score_sde's GaussianFourierProjection: fixed W ~ N(0, scale^2), [sin 2 pi W c,
+      cos 2 pi W c]) instead of one log-sigma column;
+    * ``residual=True``: after the first layer, each further hidden layer of the same width
+      is a block h + act(Linear(h));
+    * ``precondition="edm"`` (Karras et al. 2022, sigma_data = 1 in the standardised model
+      coordinates): D = c_skip u + c_out F(c_in u, c_noise), score = (D - u) / sigma^2,
+      written as ((c_skip - 1) u + c_out F) / sigma^2 so that float32 does not cancel;
+      otherwise the output is divided by sigma (NCSNv2) when ``divide_by_sigma``.
+    """
+
+    FOURIER_FEATURES = 32
+    FOURIER_SCALE = 2.0
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: tuple[int, ...],
+        activation: str,
+        *,
+        sigma_input: str,
+        divide_by_sigma: bool,
+        embedding: str,
+        residual: bool,
+        precondition: str,
+    ) -> None:
+        super().__init__()
+        self.sigma_input, self.divide = sigma_input, divide_by_sigma
+        self.embedding, self.residual, self.precondition = embedding, residual, precondition
+        g = torch.Generator().manual_seed(0)
+        half = self.FOURIER_FEATURES // 2
+        self.register_buffer("fourier_w", torch.randn(half, generator=g) * self.FOURIER_SCALE)
+        n_emb = 0
+        if embedding == "fourier":
+            n_emb = self.FOURIER_FEATURES
+        elif sigma_input != "none" or precondition == "edm":
+            n_emb = 1
+        self.inp = nn.Linear(dim + n_emb, hidden[0])
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(hidden[:-1], hidden[1:]))
+        # a block is residual where its input and output widths agree (fixed here: fx
+        # cannot branch on shapes while tracing)
+        self.skips = [residual and a == b for a, b in zip(hidden[:-1], hidden[1:])]
+        self.acts = nn.ModuleList(ACTIVATIONS[activation]() for _ in range(len(hidden)))
+        self.out = nn.Linear(hidden[-1], dim)
+
+    def forward(self, u: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = sigma[:, None]
+        if self.precondition == "edm":
+            c_in = torch.rsqrt(s**2 + 1.0)
+            c_noise = torch.log(s) / 4.0
+            h = u * c_in
+        else:
+            c_noise = s if self.sigma_input == "sigma" else torch.log(s)
+            h = u
+        if self.embedding == "fourier":
+            w: torch.Tensor = self.fourier_w  # type: ignore[assignment]  # a buffer
+            proj = torch.log(s) * w[None, :] * (2.0 * np.pi)
+            h = torch.cat([h, torch.sin(proj), torch.cos(proj)], dim=1)
+        elif self.sigma_input != "none" or self.precondition == "edm":
+            h = torch.cat([h, c_noise], dim=1)
+        h = self.acts[0](self.inp(h))
+        for layer, act, skip in zip(self.layers, self.acts[1:], self.skips):
+            y = act(layer(h))
+            h = h + y if skip else y
+        f = self.out(h)
+        if self.precondition == "edm":
+            c_out = s * torch.rsqrt(s**2 + 1.0)
+            return (c_out * f - u * (s**2 / (s**2 + 1.0))) / s**2
+        return f / s if self.divide else f
+
+
 class _Normalised(nn.Module):
     """Shared plumbing: normalisation buffers, data-space conversion, export settings."""
 
@@ -143,7 +218,7 @@ class _Normalised(nn.Module):
     def _config(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides it
         return {}
 
-    def _network(self) -> nn.Sequential:  # pragma: no cover - every subclass overrides it
+    def _network(self) -> nn.Module:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
     def to_weights(self, **overrides: Any) -> Weights:
@@ -228,8 +303,17 @@ class NCSN(_Normalised):
         scale: Any = None,
         eps: float | None = None,
         T: int | None = None,
+        residual: bool = False,
+        embedding: str = "none",
+        precondition: str = "none",
     ) -> None:
         super().__init__(dim, shift, scale)
+        if embedding not in ("none", "fourier"):
+            raise ValueError(f"embedding must be 'none' or 'fourier', got {embedding!r}")
+        if precondition not in ("none", "edm"):
+            raise ValueError(f"precondition must be 'none' or 'edm', got {precondition!r}")
+        if not isinstance(residual, (bool, np.bool_)):
+            raise TypeError("residual must be a bool")
         if sigma_input not in ("sigma", "log_sigma", "none"):
             raise ValueError(
                 f"sigma_input must be 'sigma', 'log_sigma' or 'none', got {sigma_input!r}"
@@ -247,8 +331,23 @@ class NCSN(_Normalised):
         self.sigma_input = sigma_input
         self.divide_by_sigma = bool(divide_by_sigma)
         self.register_buffer("sigmas", torch.tensor(s, dtype=torch.float32))
+        self.residual, self.embedding, self.precondition = bool(residual), embedding, precondition
         extra = 0 if sigma_input == "none" else 1
-        self.net = mlp(self.dim + extra, self.hidden, self.dim, activation)
+        self.core: _ScoreCore | None = None
+        if self.residual or embedding != "none" or precondition != "none":
+            self.core = _ScoreCore(
+                self.dim,
+                self.hidden,
+                activation,
+                sigma_input=sigma_input,
+                divide_by_sigma=self.divide_by_sigma,
+                embedding=embedding,
+                residual=self.residual,
+                precondition=precondition,
+            )
+            self.net = nn.Sequential()  # unused: the core is the network
+        else:
+            self.net = mlp(self.dim + extra, self.hidden, self.dim, activation)
         self.sampler_defaults = {"sigmas": s.tolist()}
         if eps is not None:
             self.sampler_defaults["eps"] = float(eps)
@@ -272,6 +371,8 @@ class NCSN(_Normalised):
     def forward(self, u: torch.Tensor, sigma: Any) -> torch.Tensor:
         """Score at noise level sigma (scalar or [n] tensor), both in model coordinates."""
         s64 = self._sigma_column(sigma, u.shape[0], u.device)
+        if self.core is not None:
+            return self.core(u, s64[:, 0].to(u.dtype))
         if self.sigma_input == "none":
             out = self.net(u)
         else:
@@ -280,14 +381,25 @@ class NCSN(_Normalised):
             out = self.net(torch.cat([u, feat.to(u.dtype)], dim=1))
         return out / s64.to(u.dtype) if self.divide_by_sigma else out
 
-    def _network(self) -> nn.Sequential:
-        return self.net
+    def _network(self) -> nn.Module:
+        return self.net if self.core is None else self.core
 
     def _export_settings(self) -> dict[str, Any]:
         s = super()._export_settings()
-        s["sigma_input"] = self.sigma_input
-        s["divide_by_sigma"] = self.divide_by_sigma
+        if self.core is None:
+            s["sigma_input"] = self.sigma_input
+            s["divide_by_sigma"] = self.divide_by_sigma
         return s
+
+    def to_weights(self, **overrides: Any) -> Weights:
+        if self.core is not None and (
+            overrides.get("sigma_input") is not None or overrides.get("divide_by_sigma") is not None
+        ):
+            raise TypeError(
+                "sigma_input/divide_by_sigma overrides apply to the plain MLP; this NCSN's "
+                "graph says how sigma enters"
+            )
+        return super().to_weights(**overrides)
 
     def _config(self) -> dict[str, Any]:
         return {
@@ -295,6 +407,9 @@ class NCSN(_Normalised):
             "activation": self.activation,
             "sigma_input": self.sigma_input,
             "divide_by_sigma": self.divide_by_sigma,
+            "residual": self.residual,
+            "embedding": self.embedding,
+            "precondition": self.precondition,
         }
 
     @torch.no_grad()

@@ -26,6 +26,31 @@ def network(d: int, hidden: int, seed: int = 0) -> torch.nn.Sequential:
     return net
 
 
+EMBED = 16  # sinusoidal features of log sigma in the residual benchmark net
+
+
+class ResidualNet(torch.nn.Module):
+    """The benchmark net's residual twin, the same widths: [x, sin/cos embedding of log sigma]
+    -> Linear -> ReLU, one residual block h + ReLU(Linear(h)), Linear out, divided by sigma."""
+
+    def __init__(self, d: int, hidden: int, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.register_buffer("freqs", torch.exp(torch.linspace(0.0, 4.0, EMBED // 2)))
+        self.inp = torch.nn.Linear(d + EMBED, hidden)
+        self.block = torch.nn.Linear(hidden, hidden)
+        self.out = torch.nn.Linear(hidden, d)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        freqs: torch.Tensor = self.freqs  # type: ignore[assignment]  # a registered buffer
+        e = torch.log(sigma)[:, None] * freqs[None, :]
+        h = torch.relu(self.inp(torch.cat([x, torch.sin(e), torch.cos(e)], -1)))
+        h = h + torch.relu(self.block(h))
+        return self.out(h) / sigma[:, None]
+
+
 def annealed_loop(
     net: torch.nn.Module,
     n: int,

@@ -347,6 +347,9 @@ def train_ncsn(
     ema: float | None = 0.999,
     hidden: Sequence[int] = (64, 64, 64),
     activation: str = "silu",
+    residual: bool = False,
+    embedding: str = "none",
+    precondition: str = "none",
     fit: FitConfig | None = None,
     **options: Any,
 ) -> NCSN:
@@ -378,6 +381,12 @@ def train_ncsn(
       between separated modes are trained on at small sigma too. Without it, chains leaked
       across those gaps late in annealing and mode weights drifted by 1-5 points. The
       widened noise is at most ``spread_cap`` (standardised units; see ``ncsn_loss``).
+
+    ``residual`` (blocks h + act(Linear(h)) between hidden layers of one width),
+    ``embedding="fourier"`` (a Gaussian Fourier projection of log sigma instead of one
+    log-sigma input) and ``precondition="edm"`` (Karras et al. 2022's c_skip/c_out/c_in/
+    c_noise) change the network (see :class:`~gensamp.learn.models.NCSN`); such a network
+    exports as a format-2 graph. bench/quality.py (``--part options``) measures them.
 
     ``ema`` is the decay of the exponential moving average of the weights that is evaluated
     and returned (NCSNv2: 0.999; None disables it). ``fit, **options`` are the shared
@@ -421,11 +430,17 @@ def train_ncsn(
             scale=prep.scale,
             eps=defaults["eps"],
             T=T,
+            residual=residual,
+            embedding=embedding,
+            precondition=precondition,
         ),
     )
     settings = {
         "hidden": list(model.hidden),
         "activation": activation,
+        "residual": model.residual,
+        "embedding": model.embedding,
+        "precondition": model.precondition,
         **cfg.settings(),
         "ema": ema,
         "n_train": int(prep.train.shape[0]),
