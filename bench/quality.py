@@ -212,7 +212,7 @@ def main_options(seeds: list[int], draws: int, path: str) -> None:
         "seconds": time.perf_counter() - t0,
     }
     with open(path, "w") as fh:
-        json.dump(data, fh, indent=1)
+        json.dump(data, fh, indent=2)
 
 
 def ncsn_2d(seed: int) -> dict[str, Any]:

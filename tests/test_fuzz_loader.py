@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import gensamp
@@ -57,8 +58,9 @@ def base_weights():
 
 
 def graph_bases():
-    """Two format-2 files: a residual net with a sinusoidal embedding of log sigma and a layer
-    norm, output / sigma; and an EDM-style preconditioned net (scalars, powers, sqrt)."""
+    """Three format-2 files: a residual net with a sinusoidal embedding of log sigma and a layer
+    norm, output / sigma; an EDM-style preconditioned net (scalars, powers, sqrt); and a VAE
+    decoder beyond version 1 (continuous Bernoulli likelihood, a 3-component mixture prior)."""
     from gensamp.graph import Graph, Node
 
     rng = np.random.default_rng(1)
@@ -107,9 +109,23 @@ def graph_bases():
         Node("neg", [0]),
         Node("add", [11, 12]),
     ]
+    diag = np.array([0.5, 1.0, 2.0])[:, None, None] * np.eye(2)
+    chol = np.tril(rng.normal(scale=0.3, size=(3, 2, 2)), -1) + diag
+    vae = gensamp.Weights(
+        [
+            (rng.normal(size=(6, 2)).astype(np.float32), np.full(6, 0.1, np.float32)),
+            (rng.normal(size=(4, 6)).astype(np.float32), np.zeros(4, np.float32)),
+        ],
+        ["silu"],
+        role="vae_decoder",
+        likelihood="continuous_bernoulli",
+        prior=([0.2, 0.3, 0.5], rng.normal(size=(3, 2)), chol),
+        info={"note": "fuzz"},
+    )
     return [
         gensamp.Weights(graph=Graph(res, 2), sampler={"sigmas": [1.0, 0.1], "eps": 1e-3, "T": 5}),
         gensamp.Weights(graph=Graph(edm, 3), shift=[0.0, 1.0, 2.0], scale=[1.0, 2.0, 0.5]),
+        vae,
     ]
 
 
@@ -532,6 +548,14 @@ def check_loaded(w):
     big = max(float(np.max(np.abs(a))) for pair in w.layers for a in pair)
     if not np.all(np.isfinite(y)) and big < 1e3:
         return f"forward is not finite although every weight is below 1e3 (max {big:.3g})"
+    if w.role == "vae_decoder":  # the engine's sampler reads the likelihood and the prior too
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", gensamp.DivergenceWarning)
+            s = gensamp.vae_sample(w, 5, seed=1)
+        if s.shape != (5, w.dim):
+            return f"vae_sample gave shape {s.shape}, expected (5, {w.dim})"
+        if w.likelihood != "gaussian" and np.any((s < 0) | (s > 1)):
+            return f"a {w.likelihood} decoder sampled values outside [0, 1]"
     return None
 
 
@@ -746,7 +770,12 @@ BAD_FILES = [
     ("Inf bias", dict(body_fn=_set_value("layers.1.bias", 0, math.inf)), "contains NaN or Inf"),
     ("NaN scale", dict(body_fn=_set_value("norm.scale", 1, math.nan)), "contains NaN or Inf"),
     ("zero scale", dict(body_fn=_set_value("norm.scale", 1, 0.0)), "scale must be > 0"),
-    ("version 2", dict(header_fn=_meta(format_version="2")), "format_version '2' is not supported"),
+    ("version 3", dict(header_fn=_meta(format_version="3")), "format_version '3' is not supported"),
+    (
+        "version 2 without graph or likelihood",
+        dict(header_fn=_meta(format_version="2")),
+        r"lacks \['dim', 'graph'\] \(format 2 is a graph: dim, graph; or a VAE decoder",
+    ),
     ("version '\u00b2'", dict(header_fn=_meta(format_version="\u00b2")), "format_version"),
     (
         "version missing",

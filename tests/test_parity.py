@@ -168,3 +168,102 @@ def test_parity_with_a_chain_offset(offset):
     a = gensamp.vae_sample(v, N, seed=3, chain_offset=offset)
     b = ref.vae_sample(v, N, seed=3, chain_offset=offset)
     assert_parity(a, b, f"vae, chain_offset={offset}")
+
+
+# ---- VAE decoders: likelihoods and the mixture prior ---------------------------------------
+
+VAE_N = 500
+LIKELIHOODS = ["gaussian", "bernoulli", "continuous_bernoulli"]
+
+
+def vae_weights(likelihood, mixture, k=3, d=5, seed=4):
+    """A random decoder latent k -> d whose logits span about +-6 (lambda covers (0, 1)), with a
+    3-component full-covariance mixture prior when ``mixture``; Gaussian: normalised."""
+    import torch
+
+    dec = random_mlp(k, 64, "tanh", seed=seed)
+    dec[-1] = torch.nn.Linear(64, 2 * d if likelihood == "gaussian" else d)
+    with torch.no_grad():
+        dec[-1].weight.mul_(4.0)
+    layers = [
+        (m.weight.detach().numpy(), m.bias.detach().numpy())
+        for m in dec
+        if isinstance(m, torch.nn.Linear)
+    ]
+    prior = None
+    if mixture:
+        rng = np.random.default_rng(seed)
+        L = np.tril(rng.normal(scale=0.3, size=(3, k, k)), -1)
+        L += np.eye(k) * rng.uniform(0.2, 1.0, size=(3, 1, k))
+        prior = ([0.2, 0.5, 0.3], rng.normal(scale=2.0, size=(3, k)), L)
+    norm = {}
+    if likelihood == "gaussian":
+        norm = {"shift": np.linspace(-1, 1, d), "scale": np.linspace(0.5, 2, d)}
+    return gensamp.Weights(
+        layers, ["tanh", "tanh"], role="vae_decoder", likelihood=likelihood, prior=prior, **norm
+    )
+
+
+def test_uniform_stream_matches_reference():
+    for chain, step, d in [(0, 1, 1), (7, 2, 5), (2**33 + 5, 1, 9), (2**64 - 1, 0, 4)]:
+        a = gensamp._core.uniforms(11, chain, step, d)
+        b = ref.uniforms(11, [chain], step, d)[0]
+        np.testing.assert_array_equal(a, b)
+        assert np.all((a > 0) & (a < 1))
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+@pytest.mark.parametrize("mixture", [False, True], ids=["normal", "mixture"])
+@pytest.mark.parametrize("noise", [True, False], ids=["noise", "mean"])
+def test_vae_likelihood_and_prior_parity(likelihood, mixture, noise):
+    w = vae_weights(likelihood, mixture)
+    a = gensamp.vae_sample(w, VAE_N, seed=3, noise=noise, threads=2)
+    b = ref.vae_sample(w, VAE_N, seed=3, noise=noise)
+    assert a.shape == b.shape == (VAE_N, 5)
+    if likelihood == "bernoulli" and noise:
+        # x = 1[u < lambda]: the engine's lambda (a float32 network) and the reference's
+        # (float64) differ by rounding, so a draw may differ where u lies within that gap of
+        # lambda, and nowhere else. The gap is measured on the means (the engine returns
+        # lambda rounded to float32: +6e-8).
+        lam_engine = gensamp.vae_sample(w, VAE_N, seed=3, noise=False)
+        lam = ref.vae_sample(w, VAE_N, seed=3, noise=False)
+        gap = float(np.max(np.abs(lam_engine - lam))) + 6e-8
+        assert gap < 1e-5, f"lambda differs by {gap:.2e}: not rounding"
+        u = ref.uniforms(3, np.arange(VAE_N), 1, 5)
+        tie = np.abs(u - lam) <= gap
+        assert set(np.unique(a)) == {0.0, 1.0}
+        assert np.array_equal(a[~tie], b[~tie]), f"{np.sum(a[~tie] != b[~tie])} draws differ"
+        assert tie.sum() <= 5  # ~2 * gap * 2500 expected: the comparison covers nearly all
+        assert 0.2 < a.mean() < 0.8  # lambda really covers (0, 1): both outcomes are common
+    else:
+        assert_parity(a, b, f"vae {likelihood}, mixture={mixture}, noise={noise}")
+    if likelihood != "gaussian":
+        assert np.all((a >= 0) & (a <= 1))
+    if mixture:
+        # The components really differ: the draws are not all from one of them.
+        z = ref._latent(w, 3, np.arange(VAE_N))
+        assert np.std(z[:, 0]) > 1.0
+
+
+def test_vae_mixture_parity_with_a_chain_offset():
+    w = vae_weights("continuous_bernoulli", True)
+    for offset in (5, 2**33 + 7, 2**64 - N):
+        a = gensamp.vae_sample(w, N, seed=8, chain_offset=offset)
+        b = ref.vae_sample(w, N, seed=8, chain_offset=offset)
+        assert_parity(a, b, f"vae cb mixture, chain_offset={offset}")
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_vae_sample_is_thread_and_tile_invariant(likelihood):
+    """Bit-identical for 1, 2 and 7 threads, any tile, and any split into shards."""
+    w = vae_weights(likelihood, True)
+    n = 203
+    for noise in (True, False):
+        base = gensamp.vae_sample(w, n, seed=9, threads=1, noise=noise)
+        for threads, tile in [(2, 16), (7, 64), (7, 1), (2, 100), (1, 1000)]:
+            again = gensamp.vae_sample(w, n, seed=9, threads=threads, tile=tile, noise=noise)
+            assert np.array_equal(again, base), f"threads={threads} tile={tile} noise={noise}"
+        part = gensamp.vae_sample(w, n - 103, seed=9, chain_offset=103, threads=2, noise=noise)
+        assert np.array_equal(part, base[103:])
+    # and a different seed is a different draw (of z: these are the decoder means)
+    assert not np.array_equal(gensamp.vae_sample(w, n, seed=10, noise=False), base)

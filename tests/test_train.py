@@ -494,8 +494,8 @@ def test_training_input_errors(two_bumps):
         train_vae(x[:3], val_fraction=0.1)
     with pytest.raises(ValueError, match="NaN or Inf"):
         train_ncsn(np.array([[0.0], [np.nan], [1.0]]))
-    with pytest.raises(ValueError, match="constant"):
-        train_ncsn(np.c_[x, np.ones(len(x))])
+    with pytest.raises(ValueError, match="every data column is constant"):
+        train_ncsn(np.ones((len(x), 2)))
     with pytest.raises(ValueError, match="normalize"):
         train_ncsn(x, normalize="minmax")
     with pytest.raises(ValueError, match="activation"):
@@ -570,3 +570,34 @@ def test_ctrl_c_keeps_the_model_trained_so_far(kind, monkeypatch):
     w = gensamp.export(model)
     assert w.info["training"]["interrupted"] is True
     assert np.all(np.isfinite(w.layers[0][0]))
+
+
+def test_constant_columns_pass_through_exactly():
+    # Real images have constant pixels (a digit's corners): not a refusal. They map to u = 0;
+    # under "standard" normalisation their scale is 1, so samples keep the constant.
+    x = np.c_[D.two_moons(400, seed=0), np.full(400, 3.0)]
+    m = train_ncsn(x, epochs=2, seed=0, progress=False)
+    w = gensamp.export(m)
+    assert np.all(np.isfinite(w.scale)) and np.all(w.scale > 0)
+    sm = train_score(x, "denoising", epochs=2, seed=0, progress=False, normalize="standard")
+    ws = gensamp.export(sm)
+    assert ws.scale[2] == 1.0 and ws.shift[2] == 3.0
+    assert np.all(np.isfinite(gensamp.sample(w, n=200, seed=0)))
+
+
+@pytest.mark.parametrize(
+    "kw", [{"residual": True}, {"embedding": "fourier"}, {"precondition": "edm"}]
+)
+def test_ncsn_options_export_as_graphs_that_match_torch(kw):
+    x = D.seed_mixture_1d(500, seed=0)
+    m = train_ncsn(x, epochs=2, seed=0, progress=False, **kw)
+    w = gensamp.export(m)
+    assert w.graph is not None and w.conditioned
+    xs = np.linspace(-12, 10, 60)[:, None]
+    for s in (0.05, 0.5, 5.0):
+        want = m.score(xs, s)
+        assert np.max(np.abs(w.score(xs, s) - want) / (1 + np.abs(want))) < 1e-5
+    with pytest.raises(TypeError, match="graph says how sigma enters"):
+        m.to_weights(sigma_input="sigma")
+    with pytest.raises(ValueError, match="embedding must be"):
+        train_ncsn(x, epochs=1, embedding="sinusoid")

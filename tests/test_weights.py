@@ -202,3 +202,169 @@ def test_loader_refuses_wrong_dtype(tmp_path):
     save_file(tensors, str(p), metadata=meta)
     with pytest.raises(ValueError, match="layers.1.weight has dtype float64"):
         gensamp.load(p)
+
+
+# ---- VAE decoders: likelihood and prior (format version 2) ----------------------------------
+
+
+def _vae(likelihood="bernoulli", prior=True, k=2, d=3, **kw):
+    rng = np.random.default_rng(7)
+    out = 2 * d if likelihood == "gaussian" else d
+    layers = [
+        (rng.normal(size=(6, k)).astype(np.float32), np.zeros(6, np.float32)),
+        (rng.normal(size=(out, 6)).astype(np.float32), np.zeros(out, np.float32)),
+    ]
+    mix = None
+    if prior:
+        mix = ([0.25, 0.75], [[-1.0, 0.0], [2.0, 1.0]], [[[1.0, 0], [0.5, 0.2]], np.eye(2)])
+    return gensamp.Weights(
+        layers, ["tanh"], role="vae_decoder", likelihood=likelihood, prior=mix, **kw
+    )
+
+
+V1_KEYS = {"format", "format_version", "n_layers", "activations", "sigma_input"}
+V1_KEYS |= {"divide_by_sigma", "role", "sampler", "info"}
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli", "continuous_bernoulli"])
+def test_vae_decoder_format_2_round_trip(tmp_path, likelihood):
+    w = _vae(likelihood)
+    assert w.likelihood == likelihood and w.dim == 3 and w.latent_dim == 2
+    p = tmp_path / "vae.safetensors"
+    w.save(p)
+    header, _ = _header(p)
+    meta = header["__metadata__"]
+    assert meta["format_version"] == "2" and meta["likelihood"] == likelihood
+    assert set(meta) == V1_KEYS | {"likelihood"}
+    assert {k for k in header if k.startswith("prior.")} == {
+        "prior.weights",
+        "prior.means",
+        "prior.chol",
+    }
+    v = gensamp.load(p)
+    assert v.likelihood == likelihood
+    for a, b in zip(v.prior, w.prior):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="read-only"):
+        v.prior[2][0, 0, 0] = 3.0
+    z = np.random.default_rng(0).normal(size=(9, 2)).astype(np.float32)
+    assert np.array_equal(v.forward(z), w.forward(z))
+    assert np.array_equal(gensamp.vae_sample(p, 50, seed=2), gensamp.vae_sample(w, 50, seed=2))
+    assert "likelihood=" in repr(v) and "mixture of 2" in repr(v)
+
+
+def test_gaussian_normal_vae_decoder_stays_version_1(tmp_path):
+    """What version 1 holds is written as version 1, exactly as before (no new keys)."""
+    w = _vae("gaussian", prior=False, shift=[1.0, 2.0, 3.0], scale=[1.0, 2.0, 0.5])
+    assert w.likelihood == "gaussian" and w.prior is None
+    p = tmp_path / "v1.safetensors"
+    w.save(p)
+    header, _ = _header(p)
+    assert header["__metadata__"]["format_version"] == "1"
+    assert set(header["__metadata__"]) == V1_KEYS
+    assert {k for k in header if k != "__metadata__"} == {
+        "layers.0.weight",
+        "layers.0.bias",
+        "layers.1.weight",
+        "layers.1.bias",
+        "norm.shift",
+        "norm.scale",
+    }
+    assert gensamp.load(p).likelihood == "gaussian"
+    # a score network has no likelihood or prior
+    assert gensamp.export(random_mlp(2, 8, "relu")).likelihood is None
+    assert gensamp.export(random_mlp(2, 8, "relu")).prior is None
+
+
+def _rewrite_vae(path, meta_fn=None, tensors_fn=None):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    if meta_fn:
+        meta_fn(meta)
+    if tensors_fn:
+        tensors_fn(tensors)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _set(name, fn):
+    def edit(t):
+        t[name] = fn(t[name].copy()).astype(np.float32)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "meta_fn,tensors_fn,match",
+    [
+        (lambda m: m.update(likelihood="poisson"), None, "likelihood is 'poisson'"),
+        (lambda m: m.update(role="score"), None, "format 2 without a graph is a VAE decoder"),
+        (lambda m: m.pop("likelihood"), None, "lacks .*graph.*or a VAE decoder"),
+        (lambda m: m.update(graph="[]"), None, r"lacks \[.dim.\] \(format 2 is a graph"),
+        (lambda m: m.update(format_version="1"), None, "unexpected metadata keys .*likelihood"),
+        (None, lambda t: t.pop("prior.chol"), "missing or unexpected: 'prior.chol'"),
+        (None, lambda t: t.update({"norm.shift": np.zeros(3, np.float32)}), "missing or unexp"),
+        (
+            None,
+            lambda t: t.update(
+                {"norm.shift": np.zeros(3, np.float32), "norm.scale": np.ones(3, np.float32)}
+            ),
+            "takes no shift/scale",
+        ),
+        (None, _set("prior.weights", lambda a: a * 1.01), "sum to 1"),
+        (None, _set("prior.weights", lambda a: a[::-1] - 0.5), "must all be > 0"),
+        (None, _set("prior.chol", lambda a: a + np.triu(np.ones(2), 1)), "upper triangle"),
+        (None, _set("prior.chol", lambda a: -a), "positive diagonal"),
+        (None, _set("prior.chol", lambda a: a * np.nan), "NaN or Inf"),
+        (None, _set("prior.means", lambda a: a[:, :1]), r"shape \[K, latent_dim\] = \[2, 2\]"),
+        (None, _set("prior.chol", lambda a: a[:1]), r"shape \[K, latent_dim, latent_dim\]"),
+        (None, _set("prior.weights", lambda a: a.reshape(1, 2)), "1 dimension"),
+    ],
+)
+def test_vae_format_2_loader_refusals(tmp_path, meta_fn, tensors_fn, match):
+    p = tmp_path / "vae.safetensors"
+    _vae("continuous_bernoulli").save(p)
+    _rewrite_vae(p, meta_fn, tensors_fn)
+    with pytest.raises(ValueError, match=match):
+        gensamp.load(p)
+
+
+def test_version_2_gaussian_decoder_without_prior_is_refused(tmp_path):
+    """One file form per model: what version 1 holds must not appear as version 2."""
+    p = tmp_path / "vae.safetensors"
+    _vae("gaussian").save(p)
+    gensamp.load(p)  # Gaussian with a mixture prior: a valid version-2 file
+    _rewrite_vae(p, tensors_fn=lambda t: [t.pop(k) for k in list(t) if k.startswith("prior.")])
+    with pytest.raises(ValueError, match="is a format_version 1 file, not 2"):
+        gensamp.load(p)
+
+
+def test_vae_weights_arguments_refused_with_clear_messages():
+    W, b = np.ones((4, 2), np.float32), np.zeros(4, np.float32)
+    good = ([1.0], [[0.0, 0.0]], [np.eye(2)])
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        gensamp.Weights([(W, b)], [], role="vae_decoder", likelihood="poisson")
+    with pytest.raises(ValueError, match="belong to a VAE decoder"):
+        gensamp.Weights([(np.ones((2, 2)), b[:2])], [], likelihood="bernoulli")
+    with pytest.raises(ValueError, match="belong to a VAE decoder"):
+        gensamp.Weights([(np.ones((2, 2)), b[:2])], [], prior=good)
+    with pytest.raises(ValueError, match="takes no shift/scale"):
+        gensamp.Weights(
+            [(W, b)],
+            [],
+            role="vae_decoder",
+            likelihood="bernoulli",
+            shift=np.zeros(4),
+            scale=np.ones(4),
+        )
+    with pytest.raises(ValueError, match="Gaussian VAE decoder outputs"):
+        gensamp.Weights([(np.ones((3, 2)), b[:3])], [], role="vae_decoder")
+    with pytest.raises(TypeError, match="prior must be None or a"):
+        gensamp.Weights([(W, b)], [], role="vae_decoder", prior=([1.0], [[0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"prior means must have shape \[K, latent_dim\]"):
+        gensamp.Weights([(W, b)], [], role="vae_decoder", prior=([1.0], [[0.0]], [np.eye(2)]))
+    w = gensamp.Weights([(W, b)], [], role="vae_decoder", likelihood="bernoulli", prior=good)
+    assert w.dim == 4 and w.latent_dim == 2

@@ -28,5 +28,14 @@ void register_rng(py::module_& m) {
         return out;
       },
       py::arg("seed"), py::arg("chain"), py::arg("step"), py::arg("d"));
+  m.def(
+      "uniforms",
+      [](uint64_t seed, uint64_t chain, uint32_t step, int d) {
+        if (d < 1) throw py::value_error("d must be >= 1");
+        py::array_t<double> out(d);
+        gensamp::chain_uniforms(seed, chain, step, d, out.mutable_data());
+        return out;
+      },
+      py::arg("seed"), py::arg("chain"), py::arg("step"), py::arg("d"));
   m.attr("init_step") = gensamp::kInitStep;
 }

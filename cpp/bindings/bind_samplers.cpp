@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings.hpp"
@@ -69,13 +70,35 @@ py::tuple run(std::shared_ptr<ScoreModel> model_ptr, std::shared_ptr<Schedule> s
   return py::make_tuple(x, traj ? py::object(*traj) : py::object(py::none()), div, res.score_evals);
 }
 
+// The prior as (weights [K], means [K, k], chol [K, k, k]), shapes checked against the decoder.
+using Prior = std::tuple<F32, F32, F32>;
+
+VaeSpec vae_spec(const Mlp& dec, const std::string& likelihood, bool noise,
+                 const std::optional<Prior>& prior) {
+  VaeSpec spec;
+  spec.likelihood = parse_likelihood(likelihood);
+  spec.noise = noise;
+  if (prior) {
+    const auto& [w, mu, L] = *prior;
+    const py::ssize_t K = w.ndim() == 1 ? w.shape(0) : 0, k = dec.input_dim();
+    if (K < 1 || mu.ndim() != 2 || mu.shape(0) != K || mu.shape(1) != k || L.ndim() != 3 ||
+        L.shape(0) != K || L.shape(1) != k || L.shape(2) != k)
+      throw py::value_error("prior must be (weights [K], means [K, k], chol [K, k, k]), K >= 1");
+    spec.weights.assign(w.data(), w.data() + w.size());
+    spec.means.assign(mu.data(), mu.data() + mu.size());
+    spec.chol.assign(L.data(), L.data() + L.size());
+  }
+  check_vae(dec, spec);
+  return spec;
+}
+
 py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int threads, int tile,
-                  uint64_t chain_offset, const py::object& progress) {
+                  uint64_t chain_offset, const py::object& progress, const std::string& likelihood,
+                  bool noise, const std::optional<Prior>& prior) {
   const Mlp& dec = *dec_ptr;
   if (n < 1) throw py::value_error("n must be >= 1");
-  // An odd width would leave the last output row outside the [2d][width] tile.
-  if (dec.output_dim() % 2) throw py::value_error("decoder output must be [mean | log-variance]");
-  F32 x = rows(n, dec.output_dim() / 2);
+  const VaeSpec spec = vae_spec(dec, likelihood, noise, prior);
+  F32 x = rows(n, vae_data_dim(dec, spec.likelihood));
   RunOptions opt;
   opt.seed = seed;
   opt.threads = threads;
@@ -88,7 +111,7 @@ py::tuple vae_run(std::shared_ptr<Mlp> dec_ptr, int64_t n, uint64_t seed, int th
   RunResult res;
   {
     WithoutGil nogil;
-    res = vae_sample(dec, n, xp, opt);
+    res = vae_sample(dec, n, xp, opt, spec);
   }
   const auto div = diverged_or_raise(res);
   return py::make_tuple(x, div);
@@ -106,12 +129,15 @@ std::map<std::string, uint64_t> run_bytes(const ScoreModel& model, const Schedul
   return as_dict(run_langevin_bytes(model, sched, n, options));
 }
 
-std::map<std::string, uint64_t> vae_run_bytes(const Mlp& dec, int64_t n, int threads, int tile) {
+std::map<std::string, uint64_t> vae_run_bytes(const Mlp& dec, int64_t n, int threads, int tile,
+                                              const std::string& likelihood, bool noise,
+                                              int64_t components) {
   if (n < 1) throw py::value_error("n must be >= 1");
+  if (components < 0) throw py::value_error("components must be >= 0");
   RunOptions opt;
   opt.threads = threads;
   opt.tile = tile;
-  return as_dict(vae_sample_bytes(dec, n, opt));
+  return as_dict(vae_sample_bytes(dec, n, opt, parse_likelihood(likelihood), noise, components));
 }
 
 // The core's RunOptions less the Ctrl-C poll, which the binding supplies.
@@ -166,11 +192,13 @@ void bind_runs(py::module_& m) {
         py::arg("init_std"), py::arg("options"), py::arg("progress") = py::none(),
         py::arg("init_mean") = py::none());
   m.def("vae_run", &vae_run, py::arg("decoder"), py::arg("n"), py::arg("seed"), py::arg("threads"),
-        py::arg("tile"), py::arg("chain_offset") = 0, py::arg("progress") = py::none());
+        py::arg("tile"), py::arg("chain_offset") = 0, py::arg("progress") = py::none(),
+        py::arg("likelihood") = "gaussian", py::arg("noise") = true, py::arg("prior") = py::none());
   m.def("run_bytes", &run_bytes, py::arg("model"), py::arg("schedule"), py::arg("n"),
         py::arg("options"));
   m.def("vae_run_bytes", &vae_run_bytes, py::arg("decoder"), py::arg("n"), py::arg("threads"),
-        py::arg("tile"));
+        py::arg("tile"), py::arg("likelihood") = "gaussian", py::arg("noise") = true,
+        py::arg("components") = 0);
 }
 
 void install_fork_guard() {

@@ -159,6 +159,16 @@ void tile_signs(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, int
   }
 }
 
+void chain_uniforms(uint64_t seed, uint64_t chain, uint32_t step, int d, double* u) {
+  const uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int blk = 0; blk * 4 < d; ++blk) {
+    const PhiloxBlock r =
+        philox4x32_10(uint32_t(blk), step, uint32_t(chain), uint32_t(chain >> 32), k0, k1);
+    for (int q = 0; q < 4 && 4 * blk + q < d; ++q)
+      u[4 * blk + q] = (double(r.v[q]) + 0.5) * 0x1p-32;
+  }
+}
+
 SimdLevel noise_level() { return noise_kernel().level; }
 
 }  // namespace gensamp

@@ -31,6 +31,13 @@ void tile_langevin_update(uint64_t seed, uint64_t chain0, int w, uint32_t step, 
 void tile_signs(uint64_t seed, uint64_t chain0, int w, uint32_t step, int d, int probes, float* v,
                 int ld);
 
-SimdLevel noise_level();  // the level both functions above run at
+// Uniforms in (0, 1) for one chain (global index `chain`) at one step, in double:
+// u[i] = (w + 1/2) 2^-32 with w word i % 4 of Philox4x32-10 with counter
+// (i / 4, step, chain mod 2^32, chain div 2^32) and key (seed mod 2^32, seed div 2^32), the
+// counter layout of the normals. Exact (33 significant bits fit a double), never 0 or 1; one
+// chain at a time with exact operations only, so it has no SIMD variants.
+void chain_uniforms(uint64_t seed, uint64_t chain, uint32_t step, int d, double* u);
+
+SimdLevel noise_level();  // the level the normals and the Langevin update run at
 
 }  // namespace gensamp

@@ -141,20 +141,6 @@ namespace {
 
 std::atomic<bool> g_omp_disabled{false};
 
-RunResult finish(RunState& st, int64_t n, int d, const float* x) {
-  if (st.error) std::rethrow_exception(st.error);
-  RunResult r;
-  r.cancelled = st.poll_cancelled;
-  if (r.cancelled) return r;
-  for (int64_t j = 0; j < n; ++j)
-    for (int i = 0; i < d; ++i)
-      if (!std::isfinite(x[j * d + i])) {
-        r.diverged.push_back(j);
-        break;
-      }
-  return r;
-}
-
 bool needs_scratch(const Schedule& sched) {
   for (const Step& st : sched.steps)
     if (st.kind != Step::langevin) return true;
@@ -180,18 +166,6 @@ RunBytes run_langevin_bytes(const ScoreModel& model, const Schedule& sched, int6
   const uint64_t per_tile = sat_add(sat_mul(uint64_t(blocks), state), model.workspace_bytes(width));
   RunBytes b;
   b.levels = model.levels_bytes(sched.sigmas.size());
-  b.tiles = sat_mul(uint64_t(team_size(opt.threads, (n + tile - 1) / tile)), per_tile);
-  return b;
-}
-
-RunBytes vae_sample_bytes(const Mlp& dec, int64_t n, const RunOptions& opt) {
-  const int tile = tile_chains(opt);
-  const int width = widest_tile(n, tile);
-  const int d = dec.output_dim() / 2;
-  uint64_t per_tile = dec.workspace_bytes(width);
-  for (int rows : {dec.input_dim(), 2 * d, d})  // zin, out, e
-    per_tile = sat_add(per_tile, block_bytes(uint64_t(rows) * uint64_t(width), sizeof(float)));
-  RunBytes b;
   b.tiles = sat_mul(uint64_t(team_size(opt.threads, (n + tile - 1) / tile)), per_tile);
   return b;
 }
@@ -328,39 +302,6 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
   RunResult r = finish(st, n, d, x);
   r.score_evals = n > 0 ? double(chain_evals.load()) / double(n) : 0.0;
   return r;
-}
-
-RunResult vae_sample(const Mlp& dec, int64_t n, float* x, const RunOptions& opt) {
-  const int k = dec.input_dim();
-  const int d = dec.output_dim() / 2;
-  const int tile = tile_chains(opt);
-  const int64_t ntiles = (n + tile - 1) / tile;
-  const float* shift = dec.shift();
-  const float* scale = dec.scale();
-  RunState st;
-  st.total = double(n);
-  for_tiles(ntiles, opt, st, [&](int64_t ti, bool on_caller) {
-    const int64_t j0 = ti * tile;
-    const int w = int(std::min<int64_t>(tile, n - j0));
-    const int width = tile_width(w);
-    std::vector<float> zin(size_t(k) * width, 0.f), out(size_t(2 * d) * width),
-        e(size_t(d) * width, 0.f);
-    auto ws = dec.workspace(width);
-    // z ~ N(0, I) from step 0 of chain j's stream, the decoder noise from step 1.
-    tile_normals(opt.seed, opt.chain_offset + uint64_t(j0), w, 0u, k, zin.data(), width);
-    tile_normals(opt.seed, opt.chain_offset + uint64_t(j0), w, 1u, d, e.data(), width);
-    dec.forward(zin.data(), width, out.data(), *ws);
-    for (int c = 0; c < w; ++c)
-      for (int i = 0; i < d; ++i) {
-        const float mu = out[size_t(i) * width + c];
-        const float lv = out[size_t(d + i) * width + c];
-        const float v = mu + std::exp(0.5f * lv) * e[size_t(i) * width + c];
-        x[(j0 + c) * d + i] = (scale ? scale[i] * v : v) + (shift ? shift[i] : 0.f);
-      }
-    st.done.fetch_add(w, std::memory_order_relaxed);
-    maybe_poll(opt, st, on_caller);
-  });
-  return finish(st, n, d, x);
 }
 
 void map_tiles(int64_t n, int in_dim, int out_dim, int width, const float* in, float* out,

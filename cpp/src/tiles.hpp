@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -117,6 +118,22 @@ void for_tiles(int64_t ntiles, const RunOptions& opt, RunState& st, Body body) {
   }
 #endif
   for (int64_t t = 0; t < ntiles; ++t) guarded(t, true);
+}
+
+// A finished run's result: the first exception re-thrown, else whether it was cancelled and,
+// if not, which of the n rows of x ([n][d]) hold a non-finite value.
+inline RunResult finish(RunState& st, int64_t n, int d, const float* x) {
+  if (st.error) std::rethrow_exception(st.error);
+  RunResult r;
+  r.cancelled = st.poll_cancelled;
+  if (r.cancelled) return r;
+  for (int64_t j = 0; j < n; ++j)
+    for (int i = 0; i < d; ++i)
+      if (!std::isfinite(x[j * d + i])) {
+        r.diverged.push_back(j);
+        break;
+      }
+  return r;
 }
 
 inline int round_up(int v, int m) { return (v + m - 1) / m * m; }

@@ -345,6 +345,108 @@ Mlp linear_model(int d, float a) {
 
 // ---- tests -----------------------------------------------------------------------------------
 
+// A graph with every op kind the planner treats differently: a split linear over [x | sin/cos
+// embedding of log sigma], a fused ReLU, an in-place activation, a residual add, a layer norm,
+// a slice, broadcasts against level values and a division by sigma.
+GraphSpec graph_spec(int d, int h) {
+  uint64_t s = 7;
+  auto vals = [&](size_t n, float scale) {
+    std::vector<float> v(n);
+    for (auto& e : v) {
+      s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+      e = scale * (float((s >> 40) % 2001) / 1000.f - 1.f);
+    }
+    return v;
+  };
+  auto node = [](Op op, std::vector<int> in) {
+    GraphNode n;
+    n.op = op;
+    n.in = std::move(in);
+    return n;
+  };
+  auto linear = [&](int in, int rows, int cols) {
+    GraphNode n = node(Op::linear, {in});
+    n.rows = rows;
+    n.cols = cols;
+    n.a = vals(size_t(rows) * size_t(cols), 0.4f);
+    n.b = vals(size_t(rows), 0.1f);
+    return n;
+  };
+  GraphSpec g;
+  g.dim = d;
+  g.nodes.push_back(node(Op::x, {}));      // 0
+  g.nodes.push_back(node(Op::sigma, {}));  // 1
+  g.nodes.push_back(node(Op::log, {1}));   // 2
+  GraphNode f = node(Op::constant, {});    // 3
+  f.a = {1.f, 3.f, 9.f};
+  g.nodes.push_back(f);
+  g.nodes.push_back(node(Op::mul, {2, 3}));     // 4
+  g.nodes.push_back(node(Op::sin, {4}));        // 5
+  g.nodes.push_back(node(Op::cos, {4}));        // 6
+  g.nodes.push_back(node(Op::cat, {0, 5, 6}));  // 7
+  g.nodes.push_back(linear(7, h, d + 6));       // 8
+  GraphNode relu = node(Op::act, {8});          // 9 (fused into 8)
+  relu.act = Act::relu;
+  g.nodes.push_back(relu);
+  g.nodes.push_back(linear(9, h, h));    // 10
+  GraphNode silu = node(Op::act, {10});  // 11 (in place)
+  silu.act = Act::silu;
+  g.nodes.push_back(silu);
+  g.nodes.push_back(node(Op::add, {9, 11}));  // 12 residual
+  GraphNode ln = node(Op::layer_norm, {12});  // 13
+  ln.a = vals(size_t(h), 1.f);
+  ln.b = vals(size_t(h), 0.2f);
+  ln.p = 1e-5;
+  g.nodes.push_back(ln);
+  GraphNode sl = node(Op::slice, {13});  // 14
+  sl.start = 1;
+  sl.stop = h - 1;
+  g.nodes.push_back(sl);
+  g.nodes.push_back(linear(14, d, h - 2));    // 15
+  g.nodes.push_back(node(Op::div, {15, 1}));  // 16
+  return g;
+}
+
+void test_graph_net() {
+  const int d = 3;
+  GraphNet net(graph_spec(d, 40));
+  CHECK(net.dim() == d);
+  // Thread and tile invariance of a sampler run over the graph.
+  const Schedule sched = annealed_schedule({3.0, 1.2, 0.5, 0.2}, 2e-3, 15);
+  const Run base = run(net, sched, 77, nullptr, 1, 64, 1, false);
+  CHECK(all_finite(base.x) && base.res.diverged.empty());
+  for (int threads : {2, 7})
+    for (int tile : {1, 16, 100}) {
+      const Run r = run(net, sched, 77, nullptr, threads, tile, 1, false);
+      CHECK_MSG(same_bits(r.x, base.x), "graph: threads=%d tile=%d differ", threads, tile);
+    }
+  // The constructor refuses what would read out of bounds.
+  auto refuses = [](GraphSpec g, const char* what) {
+    return throws<std::invalid_argument>([&] { GraphNet n(std::move(g)); }, what);
+  };
+  GraphSpec bad = graph_spec(d, 40);
+  bad.nodes[12].in = {9, 13};  // a forward edge: a cycle
+  CHECK(refuses(bad, "earlier node"));
+  bad = graph_spec(d, 40);
+  bad.nodes[14].stop = 41;
+  CHECK(refuses(bad, "bad range"));
+  bad = graph_spec(d, 40);
+  bad.nodes[10].cols = 39;
+  CHECK(refuses(bad, "W must be"));
+  bad = graph_spec(d, 40);
+  bad.nodes.resize(15);  // the output is now the slice, width h - 2, not d
+  CHECK(refuses(bad, "width dim"));
+  bad = graph_spec(d, 40);
+  bad.nodes[3].a[1] = std::nanf("");
+  CHECK(refuses(bad, "not finite"));
+  // A level value that is not finite is refused per level, at prepare.
+  GraphSpec lg = graph_spec(d, 40);
+  lg.nodes[2].op = Op::neg;  // -sigma
+  lg.nodes[5].op = Op::log;  // log(-sigma * c): NaN
+  GraphNet nan_net(lg);
+  CHECK(throws<std::invalid_argument>([&] { nan_net.prepare({0.5}, nullptr); }, "not finite"));
+}
+
 void test_philox_known_answers() {
   // Random123's kat_vectors for philox4x32_10.
   const auto a = philox4x32_10(0, 0, 0, 0, 0, 0);
@@ -676,6 +778,132 @@ void test_chain_offset_slices() {
   opt.chain_offset = ~uint64_t(0) - 9;  // chains 2^64-10 .. 2^64-1
   const RunResult top = vae_sample(dec, 10, part.data(), opt);
   CHECK(top.diverged.empty() && all_finite(std::vector<float>(part.begin(), part.begin() + 20)));
+}
+
+// A decoder latent 3 -> 40 (tanh) -> out whose outputs span a few units, so that the logits'
+// sigmoids cover (0, 1).
+Mlp vae_decoder(int out, uint32_t seed = 5) {
+  Uniform U(seed);
+  MlpSpec s;
+  s.layers.push_back(dense(40, 3, U));
+  s.layers.push_back(dense(out, 40, U, 4.0));
+  s.acts.push_back(Act::tanh);
+  return Mlp(s);
+}
+
+VaeSpec two_component_prior(Likelihood lik, bool noise) {
+  VaeSpec spec;
+  spec.likelihood = lik;
+  spec.noise = noise;
+  spec.weights = {0.3f, 0.7f};
+  spec.means = {-2.f, 0.f, 1.f, 3.f, 1.f, -1.f};
+  spec.chol = {0.5f, 0.f, 0.f, 0.2f, 1.f,  0.f, -0.3f, 0.1f, 0.7f,  //
+               1.f,  0.f, 0.f, 0.f,  0.3f, 0.f, 0.f,   0.5f, 0.2f};
+  return spec;
+}
+
+void test_vae_likelihoods_and_prior() {
+  const int64_t n = 203;
+  for (Likelihood lik :
+       {Likelihood::gaussian, Likelihood::bernoulli, Likelihood::continuous_bernoulli})
+    for (bool noise : {true, false}) {
+      const Mlp dec = vae_decoder(6);
+      const int d = vae_data_dim(dec, lik);
+      const VaeSpec spec = two_component_prior(lik, noise);
+      std::vector<float> base(size_t(n) * d);
+      RunOptions opt;
+      opt.seed = 12;
+      opt.tile = 16;
+      const RunResult r = vae_sample(dec, n, base.data(), opt, spec);
+      CHECK(r.diverged.empty() && all_finite(base));
+      for (const auto& [threads, tile] : {std::pair{3, 64}, {2, 1}, {4, 200}}) {
+        std::vector<float> x(base.size());
+        opt.threads = threads;
+        opt.tile = tile;
+        vae_sample(dec, n, x.data(), opt, spec);
+        CHECK_MSG(same_bits(x, base), "likelihood %d noise %d: threads=%d tile=%d differ", int(lik),
+                  int(noise), threads, tile);
+      }
+      if (lik == Likelihood::gaussian) continue;
+      int ones = 0, inside = 0;
+      for (float v : base) {
+        ones += v == 1.f;
+        inside += v > 0.f && v < 1.f;
+      }
+      if (lik == Likelihood::bernoulli && noise)
+        CHECK_MSG(inside == 0 && ones > n && ones < 5 * n,
+                  "Bernoulli draws: %d ones, %d values strictly inside (0, 1)", ones, inside);
+      else
+        CHECK_MSG(inside == int(base.size()), "%d of %zu values inside (0, 1)", inside,
+                  base.size());
+    }
+  // The mixture draw: with a decoder whose mean is z itself (and no noise), x is z; each chain
+  // is mu_c + L_c e for its normals e (step 0) and the component its step-2 uniform picks.
+  MlpSpec s;
+  Dense l;
+  l.in = 3;
+  l.out = 6;
+  l.W.assign(18, 0.f);
+  for (int i = 0; i < 3; ++i) l.W[size_t(i) * 3 + i] = 1.f;
+  l.b.assign(6, 0.f);
+  s.layers.push_back(l);
+  const Mlp ident(s);
+  const VaeSpec spec = two_component_prior(Likelihood::gaussian, false);
+  std::vector<float> x(size_t(n) * 3), e(size_t(3) * n);
+  RunOptions opt;
+  opt.seed = 4;
+  opt.threads = 2;
+  vae_sample(ident, n, x.data(), opt, spec);
+  tile_normals(4, 0, int(n), 0, 3, e.data(), int(n));
+  double err = 0;
+  int first = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    double u;
+    chain_uniforms(4, uint64_t(j), 2, 1, &u);
+    const int c = u * (double(0.3f) + double(0.7f)) < double(0.3f) ? 0 : 1;
+    first += c == 0;
+    for (int i = 0; i < 3; ++i) {
+      double want = spec.means[size_t(c) * 3 + i];
+      for (int k = 0; k <= i; ++k)
+        want += spec.chol[size_t(c) * 9 + i * 3 + k] * e[size_t(k) * n + j];
+      err = std::max(err, std::fabs(x[j * 3 + i] - want));
+    }
+  }
+  CHECK_MSG(err < 1e-5, "mixture draw differs from mu_c + L_c e by %g", err);
+  CHECK_MSG(first > n / 6 && first < n / 2, "component 0 (weight 0.3) picked %d of %lld", first,
+            (long long)n);
+  // Shapes the engine refuses.
+  std::vector<float> out(size_t(n) * 6);
+  const Mlp odd = vae_decoder(5);
+  CHECK(throws<std::invalid_argument>([&] { vae_sample(odd, n, out.data(), opt); }, "[mean"));
+  VaeSpec bad = two_component_prior(Likelihood::bernoulli, true);
+  bad.chol.pop_back();
+  CHECK(throws<std::invalid_argument>([&] { vae_sample(ident, n, out.data(), opt, bad); },
+                                      "Cholesky"));
+  MlpSpec normed = s;
+  normed.shift.assign(3, 0.f);
+  normed.scale.assign(3, 1.f);
+  const Mlp with_norm(normed);
+  CHECK(throws<std::invalid_argument>(
+      [&] {
+        vae_sample(with_norm, n, out.data(), opt, two_component_prior(Likelihood::bernoulli, true));
+      },
+      "normalisation"));
+  CHECK(throws<std::invalid_argument>([] { parse_likelihood("poisson"); }, "poisson"));
+  // A normalisation of the latent's length (which Mlp accepts for its input) would be read
+  // past its end for the decoder's d outputs.
+  MlpSpec short_norm;
+  Dense two;
+  two.in = 2;
+  two.out = 6;
+  two.W.assign(12, 0.f);
+  two.b.assign(6, 0.f);
+  short_norm.layers.push_back(two);
+  short_norm.shift.assign(2, 0.f);
+  short_norm.scale.assign(2, 1.f);
+  const Mlp latent_norm(short_norm);
+  CHECK(throws<std::invalid_argument>([&] { vae_sample(latent_norm, n, out.data(), opt); },
+                                      "data's length"));
 }
 
 void test_x0_and_normalisation() {
@@ -1097,6 +1325,26 @@ void test_run_bytes_bound_the_run() {
                 "vae n=%lld threads=%d: %lld bytes at most, vae_sample_bytes says %llu",
                 (long long)n, threads, (long long)h.most(), (unsigned long long)b.tiles);
     }
+  // Every likelihood, with and without decoder noise, with the mixture prior's table.
+  const Mlp dec6 = vae_decoder(6);
+  for (Likelihood lik :
+       {Likelihood::gaussian, Likelihood::bernoulli, Likelihood::continuous_bernoulli})
+    for (bool noise : {true, false})
+      for (int threads : {1, 3}) {
+        const int64_t n = 150;
+        const VaeSpec spec = two_component_prior(lik, noise);
+        RunOptions opt;
+        opt.threads = threads;
+        opt.tile = 32;
+        std::vector<float> x(size_t(n) * size_t(vae_data_dim(dec6, lik)));
+        const RunBytes b = vae_sample_bytes(dec6, n, opt, lik, noise, 2);
+        heap::Since h;
+        vae_sample(dec6, n, x.data(), opt, spec);
+        const int64_t estimate = int64_t(b.levels + b.tiles);
+        CHECK_MSG(threads == 1 ? h.most() == estimate : h.most() <= estimate,
+                  "vae likelihood %d noise %d threads=%d: %lld bytes at most, estimate %lld",
+                  int(lik), int(noise), threads, (long long)h.most(), (long long)estimate);
+      }
 }
 
 // ---- log-densities ---------------------------------------------------------------------------
@@ -1354,6 +1602,7 @@ struct Test {
 
 const Test kTests[] = {
     {"step_programs", test_step_programs},
+    {"graph_net", test_graph_net},
     {"philox_known_answers", test_philox_known_answers},
     {"kernel_families_share_one_simd_level", test_kernel_families_share_one_simd_level},
     {"normals_layout_and_moments", test_normals_layout_and_moments},
@@ -1363,6 +1612,7 @@ const Test kTests[] = {
     {"mixture_validation_and_score", test_mixture_validation_and_score},
     {"thread_and_tile_invariance", test_thread_and_tile_invariance},
     {"chain_offset_slices", test_chain_offset_slices},
+    {"vae_likelihoods_and_prior", test_vae_likelihoods_and_prior},
     {"x0_and_normalisation", test_x0_and_normalisation},
     {"divergence_reported_exactly", test_divergence_reported_exactly},
     {"exceptions_leave_parallel_region", test_exceptions_leave_parallel_region},

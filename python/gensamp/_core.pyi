@@ -58,6 +58,7 @@ def simd_level() -> str: ...
 def simd_levels() -> dict[str, str]: ...  # kernel family -> the level it runs at
 def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> list[int]: ...
 def normals(seed: int, chain: int, step: int, d: int) -> npt.NDArray[np.float32]: ...
+def uniforms(seed: int, chain: int, step: int, d: int) -> npt.NDArray[np.float64]: ...
 def score(model: ScoreModel, u: npt.ArrayLike, sigma: float) -> npt.NDArray[np.float32]: ...
 
 class RunOptions:
@@ -125,6 +126,9 @@ def vae_run(
     tile: int,
     chain_offset: int = 0,
     progress: Callable[[float], object] | None = None,
+    likelihood: str = "gaussian",
+    noise: bool = True,
+    prior: tuple[npt.ArrayLike, npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...  # diverged: local rows
 
 # What the engine allocates, in bytes (each heap block with a 16-byte header), so the Python
@@ -132,7 +136,15 @@ def vae_run(
 def run_bytes(
     model: ScoreModel, schedule: Schedule, n: int, options: RunOptions
 ) -> dict[str, int]: ...  # "levels": noise-level tables, "tiles": per-thread buffers
-def vae_run_bytes(decoder: Mlp, n: int, threads: int, tile: int) -> dict[str, int]: ...
+def vae_run_bytes(
+    decoder: Mlp,
+    n: int,
+    threads: int,
+    tile: int,
+    likelihood: str = "gaussian",
+    noise: bool = True,
+    components: int = 0,
+) -> dict[str, int]: ...  # "levels": the mixture prior's table, "tiles": per-thread buffers
 def mlp_bytes(
     shapes: Sequence[tuple[int, int]], sigma_input: str, norm: int
 ) -> int: ...  # an Mlp with these [out, in] layer shapes and normalisation length

@@ -66,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from . import samplers
 from ._inputs import DEFAULT_N, as_model
 from ._resources import resolve_threads
-from ._validate import as_int
+from ._validate import as_bool, as_int
 from .mixture import GaussianMixture, _restore
 from .weights import Weights, from_bytes
 
@@ -356,6 +356,7 @@ def vae_sample(
     n: int = DEFAULT_N,
     *,
     seed: int = 0,
+    noise: bool = True,
     threads: int | None = None,
     tile: int | None = None,
     chain_offset: int = 0,
@@ -364,6 +365,7 @@ def vae_sample(
 ) -> Any:
     """:func:`gensamp.vae_sample` as a dask array [n, d] cut into ``chunks`` of chains."""
     model = samplers._vae_decoder(decoder)
+    noise = as_bool(noise, "noise")
     _check_client(client)
     threads = _threads(threads)
     n = as_int(n, "n", 1)
@@ -371,7 +373,7 @@ def vae_sample(
     _, _, seed, _, tile, chain_offset = samplers._run_args(
         model, 0, n, None, seed, 0, False, tile, chain_offset
     )
-    settings = {"seed": seed, "threads": threads, "tile": tile}
+    settings = {"seed": seed, "threads": threads, "tile": tile, "noise": noise}
     sizes = _chunk_sizes(chunks, n)
     return _build(model, "vae_sample", settings, sizes, chain_offset, None, None, -1)
 

@@ -328,3 +328,41 @@ def samples(path: str, x: np.ndarray, data: np.ndarray | None = None, title: str
     head = title or "samples"
     fig.suptitle(head + (f" (first 2 of d={d} coordinates)" if d > 2 else ""), fontsize=10)
     return _save(fig, path)
+
+
+def image_grids(
+    path: str,
+    panels: Sequence[tuple[str, np.ndarray, Sequence[Any] | None]],
+    shape: tuple[int, int] = (8, 8),
+    rows: int = 10,
+) -> str:
+    """Grids of small images side by side: one ``rows`` x ``rows`` grid per panel
+    ``(title, images [n, h*w], labels or None)``, the first rows**2 images each, a label
+    (e.g. the class a classifier gives it) above every tile. Pixels are shown on [0, 1],
+    clipped: a value outside is the model's, not the plot's."""
+    plt = _plt()
+    k = rows * rows
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.0), squeeze=False)
+    for ax, (title, images, labels) in zip(axes[0], panels):
+        imgs = np.asarray(images, dtype=np.float64)[:k]
+        h, w = shape
+        canvas = np.full((rows * (h + 3), rows * (w + 1)), np.nan)
+        for i, img in enumerate(imgs):
+            r, c = divmod(i, rows)
+            canvas[r * (h + 3) + 3 : r * (h + 3) + 3 + h, c * (w + 1) : c * (w + 1) + w] = np.clip(
+                img.reshape(h, w), 0, 1
+            )
+            if labels is not None:
+                ax.text(
+                    c * (w + 1) + w / 2 - 0.5,
+                    r * (h + 3) + 1.4,
+                    str(labels[i]),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="tab:blue",
+                )
+        ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"{title} ({_count(len(images), min(k, len(images)))})", fontsize=9)
+        ax.axis("off")
+    return _save(fig, path)

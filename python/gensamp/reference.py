@@ -27,7 +27,15 @@ import numpy as np
 from . import activations as A
 from . import methods
 from ._inputs import DEFAULT_N, as_model, density_model, density_plan, with_defaults
-from ._validate import as_chain_offset, as_int, as_points, as_pos_float, as_rows, as_sigmas
+from ._validate import (
+    as_bool,
+    as_chain_offset,
+    as_int,
+    as_points,
+    as_pos_float,
+    as_rows,
+    as_sigmas,
+)
 from .graph import Graph
 from .mixture import GaussianMixture
 from .weights import Weights
@@ -283,28 +291,98 @@ def annealed_langevin(
     return _run(model, sig, alphas, T, n, x0, sig[0], seed, record_every, denoise, chain_offset)
 
 
+def uniforms(seed: int, chains: Any, step: int, d: int) -> np.ndarray:
+    """The engine's uniforms [n, d] in (0, 1) for the given chains at one step: u = (w + 1/2)
+    2^-32 for word i % 4 of the Philox block with counter (i // 4, step, j mod 2^32, j div
+    2^32), exact in float64."""
+    j = np.asarray(chains, dtype=np.uint64).reshape(-1)
+    out = np.empty((j.size, 4 * ((d + 3) // 4)))
+    key = np.broadcast_to(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint64), (j.size, 2))
+    for k in range((d + 3) // 4):
+        ctr = np.stack(
+            [np.full_like(j, k), np.full_like(j, step), j & _MASK, j >> np.uint64(32)], axis=-1
+        )
+        out[:, 4 * k : 4 * k + 4] = (philox4x32_10(ctr, key).astype(np.float64) + 0.5) * 2.0**-32
+    return out[:, :d]
+
+
+def _latent(model: Weights, seed: int, chains: np.ndarray) -> np.ndarray:
+    """z from the decoder's prior: N(0, I), or mixture component c (the first whose running
+    weight sum exceeds u * total, u uniform 0 of step 2) as mu_c + L_c e."""
+    e = normals(seed, chains, 0, model.latent_dim)
+    if model.prior is None:
+        return e
+    w, mu, L = (np.asarray(a, dtype=np.float64) for a in model.prior)
+    cum = np.cumsum(w)
+    t = uniforms(seed, chains, 2, 1)[:, 0] * cum[-1]
+    c = np.minimum(np.searchsorted(cum, t, side="right"), len(w) - 1)
+    return mu[c] + np.einsum("nij,nj->ni", L[c], e)
+
+
+def _sigmoids(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lambda = sigmoid(l) and 1 - lambda, each computed directly (no 1 - lambda rounding to 0)."""
+    a = np.exp(-np.abs(logits))
+    big, small = 1.0 / (1.0 + a), a / (1.0 + a)  # sigmoid(|l|), sigmoid(-|l|)
+    pos = logits >= 0
+    return np.where(pos, big, small), np.where(pos, small, big)
+
+
+def cb_mean(logits: Any) -> np.ndarray:
+    """Mean of the continuous Bernoulli with lambda = sigmoid(logits), in the paper's form
+    lambda / (2 lambda - 1) + 1 / (2 atanh(1 - 2 lambda)); where the two terms cancel
+    (|delta| < 1e-4, delta = 2 lambda - 1) its series 1/2 + delta / 6 + 2 delta^3 / 45."""
+    lam, rest = _sigmoids(np.asarray(logits, dtype=np.float64))
+    delta = lam - rest  # 2 lambda - 1
+    near = np.abs(delta) < 1e-4
+    safe = np.where(near, 0.5, delta)
+    # atanh(1 - 2 lambda) = log((1 - lambda) / lambda) / 2, from the two parts computed apart
+    exact = lam / safe + 1.0 / np.log(np.where(near, 0.5, rest) / np.where(near, 1.0, lam))
+    return np.where(near, 0.5 + delta / 6.0 + 2.0 * delta**3 / 45.0, exact)
+
+
+def cb_inverse_cdf(logits: Any, u: Any) -> np.ndarray:
+    """The continuous Bernoulli's inverse CDF at u, in the paper's form
+    log(1 + u (2 lambda - 1) / (1 - lambda)) / log(lambda / (1 - lambda)); x = u + u (1 - u)
+    (2 lambda - 1) near lambda = 1/2 (|2 lambda - 1| < 1e-7), where it is 0 / 0."""
+    lam, rest = _sigmoids(np.asarray(logits, dtype=np.float64))
+    u = np.asarray(u, dtype=np.float64)
+    delta = lam - rest
+    near = np.abs(delta) < 1e-7
+    safe_rest = np.where(near, 0.5, rest)
+    safe_lam = np.where(near, 0.75, lam)
+    x = np.log1p(u * (safe_lam - safe_rest) / safe_rest) / np.log(safe_lam / safe_rest)
+    return np.clip(np.where(near, u + u * (1.0 - u) * delta, x), 0.0, 1.0)
+
+
 def vae_sample(
     decoder: Any,
     n: int = DEFAULT_N,
     *,
     seed: int = 0,
+    noise: bool = True,
     threads: int | None = None,
     tile: int | None = None,
     chain_offset: int = 0,
 ) -> np.ndarray:
-    """Reference for :func:`gensamp.vae_sample`."""
+    """Reference for :func:`gensamp.vae_sample`: the same draws (z's normals from step 0, the
+    decoder noise from step 1, a mixture component from step 2) through this module's own
+    Philox, forward pass, mixture transform and likelihood formulas."""
     model = as_model(decoder)
     if not isinstance(model, Weights) or model.role != "vae_decoder":
-        raise TypeError(
-            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
-        )
+        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (a VAE's decoder)")
     n = as_int(n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
-    d, k = model.dim, model.latent_dim
+    noise = as_bool(noise, "noise")
+    d = model.dim
     chains = _chains(as_chain_offset(chain_offset, n), n)
-    out = forward(model, normals(seed, chains, 0, k))
+    out = forward(model, _latent(model, seed, chains))
+    if model.likelihood == "bernoulli":
+        lam, _ = _sigmoids(out)
+        return (uniforms(seed, chains, 1, d) < lam).astype(np.float64) if noise else lam
+    if model.likelihood == "continuous_bernoulli":
+        return cb_inverse_cdf(out, uniforms(seed, chains, 1, d)) if noise else cb_mean(out)
     mu, logvar = out[:, :d], out[:, d:]
-    x_u = mu + np.exp(0.5 * logvar) * normals(seed, chains, 1, d)
+    x_u = mu + np.exp(0.5 * logvar) * normals(seed, chains, 1, d) if noise else mu
     shift, scale = _affine(model)
     return shift + scale * x_u
 

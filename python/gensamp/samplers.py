@@ -297,9 +297,7 @@ def _annealed_settings(
 def _vae_decoder(decoder: Any) -> Weights:
     model = as_model(decoder)
     if not isinstance(model, Weights) or model.role != "vae_decoder":
-        raise TypeError(
-            "vae_sample needs Weights with role 'vae_decoder' (mean and log-variance heads)"
-        )
+        raise TypeError("vae_sample needs Weights with role 'vae_decoder' (a VAE's decoder)")
     return model
 
 
@@ -414,23 +412,57 @@ def vae_sample(
     n: int = DEFAULT_N,
     *,
     seed: int = 0,
+    noise: bool = True,
     threads: int | None = None,
     tile: int | None = None,
     chain_offset: int = 0,
     progress: bool | None = None,
 ) -> np.ndarray:
-    """Ancestral sampling from a VAE decoder: z ~ N(0, I), x ~ N(mu(z), diag exp(logvar(z))).
+    """Ancestral sampling from a VAE decoder: z from the stored latent prior, x from p(x | z).
 
-    The decoder's own Gaussian noise is sampled, not only its mean. ``progress`` as in
-    :func:`langevin`. z uses step 0 and the
-    decoder noise step 1 of chain j's noise stream (j = chain_offset + row, as in
-    :func:`langevin`). Returns [n, d] float32 in data space.
+    Parameters
+    ----------
+    decoder : Weights (role "vae_decoder") or a path to a weights file
+        Its prior is N(0, I), or the Gaussian mixture it stores (``decoder.prior``); its
+        likelihood (``decoder.likelihood``) is "gaussian" (x = mean + exp(logvar / 2) e),
+        "bernoulli" (x_i = 1 if u_i < lambda_i else 0, lambda = sigmoid(logit)) or
+        "continuous_bernoulli" (x_i in [0, 1] by the inverse CDF, u_i uniform).
+    n : int
+        Number of samples.
+    seed : int in [0, 2^64)
+    noise : bool, default True
+        False returns the decoder's mean for each z instead of a draw from p(x | z): the
+        Gaussian mean, lambda (Bernoulli) or the continuous Bernoulli's mean. z is drawn
+        from the prior either way.
+    threads, tile, chain_offset, progress
+        As in :func:`langevin`; the result is bit-identical for any thread count and tiling.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, d)
+        Samples in data space.
+
+    Notes
+    -----
+    Row i is chain j = chain_offset + i, whose noise stream gives z's standard normals e at
+    step 0 (z = e, or mu_c + L_c e for mixture component c), the decoder noise at step 1 (d
+    normals, or d uniforms u = (w + 1/2) 2^-32 from the Philox words w for the Bernoulli
+    likelihoods) and, for a mixture, the component at step 2: the first c with
+    u * sum(w) < w_0 + ... + w_c (the running sums in float64).
     """
-    return _vae(_vae_decoder(decoder), n, seed, threads, tile, chain_offset, progress)
+    noise = as_bool(noise, "noise")
+    return _vae(_vae_decoder(decoder), n, seed, threads, tile, chain_offset, progress, noise)
 
 
 def _vae(
-    model: Weights, n: Any, seed: Any, threads: Any, tile: Any, chain_offset: Any, progress: Any
+    model: Weights,
+    n: Any,
+    seed: Any,
+    threads: Any,
+    tile: Any,
+    chain_offset: Any,
+    progress: Any,
+    noise: bool = True,
 ) -> np.ndarray:
     n = as_int(DEFAULT_N if n is None else n, "n", 1)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
@@ -442,9 +474,14 @@ def _vae(
     check_memory(states, what)
     check_engine_memory(model)
     engine = model._engine()
-    check_run_memory(states, _core.vae_run_bytes(engine, n, threads, tile), what, 0)
+    likelihood = str(model.likelihood)
+    K = 0 if model.prior is None else len(model.prior[0])
+    need = _core.vae_run_bytes(engine, n, threads, tile, likelihood, noise, K)
+    check_run_memory(states, need, what, 0)
     with _progress(progress, n) as report:
-        x, div = _core.vae_run(engine, n, seed, threads, tile, chain_offset, report)
+        x, div = _core.vae_run(
+            engine, n, seed, threads, tile, chain_offset, report, likelihood, noise, model.prior
+        )
     if div.size:
         warnings.warn(DivergenceWarning(div, n, chain_offset), stacklevel=3)
     return x

@@ -32,7 +32,8 @@ key                  value
                      last input column of layer 0 (then in_0 = d + 1)
 ``divide_by_sigma``  ``true`` or ``false``: network output divided by sigma (NCSNv2 style)
 ``role``             ``score`` (output d), ``ncsn`` (noise-conditional score, output d) or
-                     ``vae_decoder`` (input: latent z; output 2d = [mean | log-variance])
+                     ``vae_decoder`` (input: latent z; output 2d = [mean | log-variance] of a
+                     Gaussian; other likelihoods: format version 2 below)
 ``sampler``          JSON object, sampler defaults: ``sigmas`` (list, decreasing), ``eps``, ``T``;
                      ``method`` (string) and ``steps`` (integer): gensamp.sample's default
 ``info``             JSON object, free-form provenance (training settings, losses, ...)
@@ -52,12 +53,49 @@ the ``norm.*`` tensors are as in version 1, except:
   nodes], <attributes>}``; the last node is the output, the score in model coordinates;
 - tensors ``graph.{i}.weight`` / ``graph.{i}.bias`` / ``graph.{i}.value`` (F32) belong to
   node i as the op table says; no other ``graph.*`` or ``layers.*`` tensors may appear;
-- ``role`` is ``score`` or ``ncsn`` (a VAE decoder stays a version-1 MLP).
+- ``role`` is ``score`` or ``ncsn`` (a VAE decoder is never a graph).
 
-Plain MLPs are still written as version 1, which every gensamp release reads; this release
-reads both versions and refuses any other. The loader checks a graph as strictly as the
-layer list: every op, attribute, tensor shape and edge (inputs are earlier nodes, so there are
-no cycles), at most 10,000 nodes of width at most 65,536, every node feeding the output.
+Format version 2: a VAE decoder beyond version 1
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+A VAE decoder (role ``vae_decoder``) is a plain MLP whose input is the latent z [k]. With a
+Gaussian likelihood and the prior N(0, I) it is a version-1 file. A decoder with another
+likelihood or a Gaussian-mixture prior is version 2: the version-1 keys and tensors (``role``
+``vae_decoder``, ``sigma_input`` ``none``, ``divide_by_sigma`` ``false``) plus
+
+- ``likelihood``: what the output means, p(x | z), with lambda = sigmoid(l):
+
+  ========================  ==================================================================
+  ``gaussian``              output 2d = [mean | log-variance] of u (as in version 1)
+  ``bernoulli``             output d logits l: prod_i lambda_i^x_i (1 - lambda_i)^(1 - x_i),
+                            x_i in {0, 1}
+  ``continuous_bernoulli``  output d logits l: prod_i C(lambda_i) lambda_i^x_i
+                            (1 - lambda_i)^(1 - x_i), x_i in [0, 1], with C(lambda) =
+                            2 atanh(1 - 2 lambda) / (1 - 2 lambda) (2 at lambda = 1/2; Loaiza-
+                            Ganem & Cunningham 2019)
+  ========================  ==================================================================
+
+  The two Bernoulli likelihoods model data in [0, 1] (pixel intensities) as they are: such a
+  file has no ``norm.*`` tensors.
+- for a mixture prior p(z) = sum_c w_c N(mu_c, L_c L_c^T), all three of (else none of, for
+  N(0, I))
+
+  =================  ===========  ==========================================================
+  ``prior.weights``  [K]          w_c > 0, summing to 1 within 1e-5
+  ``prior.means``    [K, k]       mu_c
+  ``prior.chol``     [K, k, k]    L_c: lower-triangular Cholesky factors of the covariances,
+                                  diagonal > 0, upper triangle exactly 0
+  =================  ===========  ==========================================================
+
+A version-2 file holds either a graph (keys ``dim`` and ``graph``) or such a decoder (key
+``likelihood``), never both. A version-2 decoder that version 1 could hold (Gaussian, no
+prior) is refused: every model has one file form, and what earlier releases wrote (and read)
+stays version 1 with exactly the keys and tensors it always had.
+
+Plain MLPs other than these decoders are still written as version 1, which every gensamp
+release reads; this release reads both versions and refuses any other. The loader checks a
+graph as strictly as the layer list: every op, attribute, tensor shape and edge (inputs are
+earlier nodes, so there are no cycles), at most 10,000 nodes of width at most 65,536, every
+node feeding the output.
 
 Units: sigmas, eps and the network itself live in model coordinates u (identity when no
 ``norm.*`` tensors are present); samplers map x0 into u and their results back to data space.
@@ -84,7 +122,7 @@ from safetensors.numpy import save as save_tensors
 
 from . import _core
 from . import activations as _acts
-from ._validate import as_bool, as_int, as_pos_float, as_rows, as_sigmas
+from ._validate import as_bool, as_choice, as_int, as_pos_float, as_rows, as_sigmas
 from .graph import Graph
 
 FORMAT_NAME = "gensamp.weights"
@@ -92,6 +130,7 @@ FORMAT_VERSION = 2  # the newest this release writes; it reads 1 and 2
 ACTIVATIONS = _acts.NAMES
 SIGMA_INPUTS = ("none", "sigma", "log_sigma")
 ROLES = ("score", "ncsn", "vae_decoder")
+LIKELIHOODS = ("gaussian", "bernoulli", "continuous_bernoulli")
 _MAX_FILE_BYTES = 2 << 30  # a weights file this package writes is far smaller
 
 PathLike = str | os.PathLike
@@ -174,7 +213,11 @@ def _check_activations(activations: Sequence[str], n_layers: int) -> tuple[str, 
 
 
 def _data_dim(
-    layers: tuple[tuple[np.ndarray, np.ndarray], ...], sigma_input: str, divide: bool, role: str
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...],
+    sigma_input: str,
+    divide: bool,
+    role: str,
+    likelihood: str | None = None,
 ) -> int:
     """The data dimension d the network's shapes imply for its role, or ValueError."""
     in0 = layers[0][0].shape[1]
@@ -185,13 +228,55 @@ def _data_dim(
     if role == "vae_decoder":
         if sigma_input != "none" or divide:
             raise ValueError("a VAE decoder takes no noise level")
+        if likelihood != "gaussian":
+            return int(out)  # one logit per value
         if out % 2:
-            raise ValueError(f"a VAE decoder outputs [mean | log-variance] (2d values), got {out}")
+            raise ValueError(
+                f"a Gaussian VAE decoder outputs [mean | log-variance] (2d values), got {out}"
+            )
         return int(out // 2)
     d = int(in0 - extra)
     if out != d:
         raise ValueError(f"a score network maps d={d} inputs to d outputs, got {out} outputs")
     return d
+
+
+def check_prior(prior: Any, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A Gaussian-mixture latent prior as read-only float32 (weights [K], means [K, k],
+    chol [K, k, k]), each part checked as the file format documents; None stays None."""
+    if prior is None:
+        return None
+    if isinstance(prior, (str, bytes)) or not isinstance(prior, Sequence) or len(prior) != 3:
+        raise TypeError(
+            "prior must be None or a (weights [K], means [K, k], chol [K, k, k]) triple"
+        )
+    w = _frozen(prior[0], "prior weights", 1)
+    mu = _frozen(prior[1], "prior means", 2)
+    L = _frozen(prior[2], "prior chol", 3)
+    K = w.shape[0]
+    if K < 1:
+        raise ValueError("prior weights: the mixture needs at least one component")
+    if mu.shape != (K, k):
+        raise ValueError(
+            f"prior means must have shape [K, latent_dim] = [{K}, {k}], got {list(mu.shape)}"
+        )
+    if L.shape != (K, k, k):
+        raise ValueError(
+            f"prior chol must have shape [K, latent_dim, latent_dim] = [{K}, {k}, {k}], "
+            f"got {list(L.shape)}"
+        )
+    if not np.all(w > 0):
+        raise ValueError("prior weights must all be > 0")
+    total = float(np.sum(w, dtype=np.float64))
+    if abs(total - 1.0) > 1e-5:
+        raise ValueError(f"prior weights must sum to 1 (within 1e-5), got {total!r}")
+    if np.any(np.triu(L, 1) != 0):
+        raise ValueError(
+            "prior chol must be lower triangular (Cholesky factors): its upper triangle is not 0"
+        )
+    if not np.all(np.diagonal(L, axis1=1, axis2=2) > 0):
+        raise ValueError("prior chol must have a positive diagonal (Cholesky factors)")
+    return w, mu, L
 
 
 def _check_norm(shift: Any, scale: Any, d: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -230,6 +315,12 @@ class Weights:
         Sampler defaults (``sigmas``, ``eps``, ``T``) used when a sampler call omits them.
     info : dict, optional
         JSON-serialisable provenance stored in the file.
+    likelihood : {"gaussian", "bernoulli", "continuous_bernoulli"}, optional
+        A VAE decoder's p(x | z) (default "gaussian": output [mean | log-variance]; the others
+        output one logit per value and take no shift/scale). Only for role "vae_decoder".
+    prior : (weights [K], means [K, k], chol [K, k, k]), optional
+        A VAE decoder's latent prior as a Gaussian mixture, chol the lower-triangular Cholesky
+        factors of the covariances; None (default) is N(0, I). Only for role "vae_decoder".
     """
 
     __slots__ = (
@@ -243,6 +334,8 @@ class Weights:
         "_role",
         "_sampler",
         "_info",
+        "_likelihood",
+        "_prior",
         "_engine_cache",
     )
 
@@ -259,6 +352,8 @@ class Weights:
         role: str | None = None,
         sampler: Mapping[str, Any] | None = None,
         info: Mapping[str, Any] | None = None,
+        likelihood: str | None = None,
+        prior: Any = None,
     ) -> None:
         self._graph = graph
         if graph is not None:
@@ -289,8 +384,24 @@ class Weights:
             role = "ncsn" if sigma_input != "none" else "score"
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        if role == "vae_decoder":
+            likelihood = as_choice(
+                "gaussian" if likelihood is None else likelihood, "likelihood", LIKELIHOODS
+            )
+        elif likelihood is not None or prior is not None:
+            raise ValueError(
+                f"likelihood and prior belong to a VAE decoder (role 'vae_decoder'), not to "
+                f"role {role!r}"
+            )
         if graph is None:
-            d = _data_dim(frozen, sigma_input, divide_by_sigma, role)
+            d = _data_dim(frozen, sigma_input, divide_by_sigma, role, likelihood)
+        if likelihood not in (None, "gaussian") and (shift is not None or scale is not None):
+            raise ValueError(
+                f"a {likelihood} decoder models values in [0, 1] as they are: it takes no "
+                "shift/scale"
+            )
+        self._likelihood = likelihood
+        self._prior = check_prior(prior, frozen[0][0].shape[1]) if role == "vae_decoder" else None
         self._shift, self._scale = _check_norm(shift, scale, d)
         self._layers = frozen
         self._acts = acts
@@ -333,6 +444,16 @@ class Weights:
         lambda self: copy.deepcopy(self._sampler), doc="stored sampler defaults (a copy)"
     )
     info = property(lambda self: json.loads(json.dumps(self._info)))
+    likelihood = property(
+        lambda self: self._likelihood,
+        doc="a VAE decoder's likelihood ('gaussian', 'bernoulli', 'continuous_bernoulli'); "
+        "None for other roles",
+    )
+    prior = property(
+        lambda self: self._prior,
+        doc="a VAE decoder's Gaussian-mixture latent prior as read-only (weights [K], means "
+        "[K, k], chol [K, k, k]); None for N(0, I) and for other roles",
+    )
 
     @property
     def input_dim(self) -> int:
@@ -352,7 +473,7 @@ class Weights:
         if self._graph is not None:
             return self._graph.dim
         if self._role == "vae_decoder":
-            return self.output_dim // 2
+            return self.output_dim // 2 if self._likelihood == "gaussian" else self.output_dim
         return self.input_dim - (0 if self._sigma_input == "none" else 1)
 
     @property
@@ -372,9 +493,15 @@ class Weights:
         if self._graph is not None:
             return f"Weights(role={self._role!r}, graph={self._graph!r})"
         widths = [self.input_dim] + [W.shape[0] for W, _ in self._layers]
+        vae = ""
+        if self._role == "vae_decoder":
+            K = 0 if self._prior is None else len(self._prior[0])
+            vae = f", likelihood={self._likelihood!r}, prior=" + (
+                f"'mixture of {K}'" if K else "'normal'"
+            )
         return (
             f"Weights(role={self._role!r}, widths={widths}, activations={list(self._acts)}, "
-            f"sigma_input={self._sigma_input!r}, divide_by_sigma={self._divide})"
+            f"sigma_input={self._sigma_input!r}, divide_by_sigma={self._divide}{vae})"
         )
 
     def _engine_bytes(self) -> int:
@@ -437,6 +564,9 @@ class Weights:
         if self._shift is not None and self._scale is not None:
             tensors["norm.shift"] = np.ascontiguousarray(self._shift)
             tensors["norm.scale"] = np.ascontiguousarray(self._scale)
+        if self._prior is not None:
+            for name, a in zip(("weights", "means", "chol"), self._prior):
+                tensors[f"prior.{name}"] = np.ascontiguousarray(a)
         meta = {"format": FORMAT_NAME}
         if self._graph is not None:
             meta |= {
@@ -445,13 +575,17 @@ class Weights:
                 "graph": self._graph.to_json(),
             }
         else:
+            # What version 1 can hold stays version 1: older releases keep reading it.
+            vae2 = self._likelihood not in (None, "gaussian") or self._prior is not None
             meta |= {
-                "format_version": "1",
+                "format_version": "2" if vae2 else "1",
                 "n_layers": str(len(self._layers)),
                 "activations": json.dumps(list(self._acts)),
                 "sigma_input": self._sigma_input,
                 "divide_by_sigma": "true" if self._divide else "false",
             }
+            if vae2:
+                meta["likelihood"] = str(self._likelihood)
         meta |= {
             "role": self._role,
             "sampler": json.dumps(self._sampler),
@@ -509,6 +643,9 @@ _META_KEYS = {
     1: _COMMON_KEYS | {"n_layers", "activations", "sigma_input", "divide_by_sigma"},
     2: _COMMON_KEYS | {"dim", "graph"},
 }
+# Version 2 without a graph: a VAE decoder that version 1 cannot hold.
+_VAE_KEYS = _META_KEYS[1] | {"likelihood"}
+_PRIOR_TENSORS = frozenset({"prior.weights", "prior.means", "prior.chol"})
 
 
 def _read_once(path: PathLike) -> bytes:
@@ -598,7 +735,8 @@ def _short(text: str, limit: int = 300) -> str:
 
 def _check_meta(path: PathLike, meta: Mapping[str, str]) -> tuple[int, int]:
     """Checks the format fields; returns the format version and the number of layers
-    (version 1) or the data dimension (version 2)."""
+    (version 1, and version 2 without a graph: a VAE decoder) or the data dimension (a
+    version-2 graph)."""
     if meta.get("format") != FORMAT_NAME:
         raise _fail(path, f"metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     ver = meta.get("format_version", "")
@@ -609,13 +747,34 @@ def _check_meta(path: PathLike, meta: Mapping[str, str]) -> tuple[int, int]:
             f"format_version {ver!r} is not supported (this gensamp reads "
             f"{' and '.join(map(str, _META_KEYS))})",
         )
-    missing = _META_KEYS[version] - set(meta)
+    keys = _META_KEYS[version]
+    vae2 = version == 2 and "graph" not in meta and "likelihood" in meta
+    if vae2:
+        keys = _VAE_KEYS
+    missing = keys - set(meta)
     if missing:
-        raise _fail(path, f"metadata lacks {sorted(missing)}")
-    extra = set(meta) - _META_KEYS[version]
+        why = ""
+        if vae2:
+            why = " (a format-2 VAE decoder has the version-1 keys and likelihood)"
+        elif version == 2:
+            why = " (format 2 is a graph: dim, graph; or a VAE decoder: likelihood)"
+        raise _fail(path, f"metadata lacks {sorted(missing)}{why}")
+    extra = set(meta) - keys
     if extra:
         raise _fail(path, f"unexpected metadata keys {sorted(extra)}")
-    if version == 2:
+    if vae2:
+        if meta["role"] != "vae_decoder":
+            raise _fail(
+                path,
+                f"format 2 without a graph is a VAE decoder, got role {_short(repr(meta['role']))}",
+            )
+        if meta["likelihood"] not in LIKELIHOODS:
+            raise _fail(
+                path,
+                f"likelihood is {_short(repr(meta['likelihood']))}, expected one of "
+                f"{', '.join(LIKELIHOODS)}",
+            )
+    elif version == 2:
         dim = _plain_int(meta["dim"])
         if dim is None or not 1 <= dim <= 65536:
             raise _fail(path, f"dim {meta['dim']!r} is not an integer in 1..65536")
@@ -631,14 +790,19 @@ def _check_meta(path: PathLike, meta: Mapping[str, str]) -> tuple[int, int]:
     return version, nl_i
 
 
-def _check_tensors(path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: int | None) -> None:
-    """Version 1 (n_layers given): exactly the layer tensors. Version 2: the graph.* tensors,
-    whose names the graph itself checks, and no layers.*."""
+def _check_tensors(
+    path: PathLike, tensors: Mapping[str, np.ndarray], n_layers: int | None, prior: bool = False
+) -> None:
+    """Version 1 (n_layers given): exactly the layer tensors. A version-2 VAE decoder
+    (``prior``): those and, if any, all three prior.* tensors. A version-2 graph: the graph.*
+    tensors, whose names the graph itself checks, and no layers.*."""
     names = set(tensors)
     if n_layers is None:
         expected = {k for k in names if k.startswith("graph.")}
     else:
         expected = {f"layers.{i}.{p}" for i in range(n_layers) for p in ("weight", "bias")}
+        if prior and names & _PRIOR_TENSORS:
+            expected |= _PRIOR_TENSORS
     if "norm.shift" in names or "norm.scale" in names:
         expected |= {"norm.shift", "norm.scale"}
     if names != expected:
@@ -719,12 +883,23 @@ def from_bytes(data: bytes) -> Weights:
 def _parse(path: PathLike, data: bytes) -> Weights:
     meta = _check_header(path, data)
     version, count = _check_meta(path, meta)
+    graph_file = version == 2 and "graph" in meta
+    vae2 = version == 2 and not graph_file
     tensors = _read(path, data)
-    _check_tensors(path, tensors, count if version == 1 else None)
+    _check_tensors(path, tensors, None if graph_file else count, prior=vae2)
     acts, sampler, info = _json_fields(path, meta)
     n_layers = count
+    prior = None
+    if vae2:
+        if "prior.weights" in tensors:
+            prior = tuple(tensors[f"prior.{k}"] for k in ("weights", "means", "chol"))
+        elif meta["likelihood"] == "gaussian":
+            raise _fail(
+                path,
+                "a Gaussian decoder with the N(0, I) prior is a format_version 1 file, not 2",
+            )
     try:
-        if version == 2:
+        if graph_file:
             graph = Graph.from_json(
                 meta["graph"], {k: v for k, v in tensors.items() if k.startswith("graph.")}, count
             )
@@ -746,6 +921,8 @@ def _parse(path: PathLike, data: bytes) -> Weights:
             role=meta["role"],
             sampler=sampler,
             info=info,
+            likelihood=meta["likelihood"] if vae2 else None,
+            prior=prior,
         )
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         # OverflowError: e.g. a stored T of 1e400 (JSON Infinity); RecursionError: deep info.

@@ -128,6 +128,9 @@ class Mlp final : public ScoreModel {
   void forward(const float* x, int width, float* out, Workspace& ws) const;
   const float* shift() const override { return spec_.shift.empty() ? nullptr : spec_.shift.data(); }
   const float* scale() const override { return spec_.scale.empty() ? nullptr : spec_.scale.data(); }
+  // Length of shift and scale (0 without them): the input's data dimension, or for a VAE
+  // decoder's use half the output width.
+  size_t norm_size() const { return spec_.shift.size(); }
 
  private:
   void forward_from(const float* x, int in_rows, const float* bias0, int width, float* out,

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "gensamp/model.hpp"
@@ -109,9 +110,46 @@ RunResult run_langevin(const ScoreModel& model, const Schedule& sched, int64_t n
                        double init_std, float* traj, const RunOptions& opt,
                        const float* init_mean = nullptr);
 
-// decoder: latent_dim -> 2*d outputs [mean | log-variance] in model coordinates.
-// x: [n][d] output in data space.
-RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt);
+// ---- VAE decoders ------------------------------------------------------------------------
+// What a decoder's outputs mean, and how x is drawn from them.
+enum class Likelihood {
+  // 2d outputs [mean | log-variance] in model coordinates: x = mean + exp(logvar / 2) e.
+  gaussian,
+  // d logits l, lambda = sigmoid(l): x_i = 1 if u_i < lambda_i else 0.
+  bernoulli,
+  // d logits: the continuous Bernoulli on [0, 1] (Loaiza-Ganem & Cunningham 2019), density
+  // C(lambda) lambda^x (1 - lambda)^(1 - x), drawn by its inverse CDF
+  // x = log(1 + u (2 lambda - 1) / (1 - lambda)) / log(lambda / (1 - lambda)), x = u at 1/2.
+  continuous_bernoulli,
+};
+Likelihood parse_likelihood(const std::string& name);  // throws std::invalid_argument
+
+// Everything ancestral sampling needs besides the network.
+struct VaeSpec {
+  Likelihood likelihood = Likelihood::gaussian;
+  // The latent prior: N(0, I) when `weights` is empty, else the Gaussian mixture
+  // sum_k w_k N(means_k, L_k L_k^T) with K = weights.size() components: weights [K] (> 0; the
+  // pick uses their running sums over their total), means [K][latent], chol [K][latent][latent]
+  // row-major, L_k lower triangular (its upper triangle is never read).
+  std::vector<float> weights, means, chol;
+  // false: x is the decoder's mean (the Gaussian mean, lambda, or the continuous Bernoulli's
+  // mean) instead of a draw from p(x | z); z is drawn from the prior either way.
+  bool noise = true;
+};
+
+// Shapes only (the Python layer checks the values): a Gaussian decoder's even output width,
+// the prior's sizes against the decoder's latent dimension. Throws std::invalid_argument.
+void check_vae(const Mlp& decoder, const VaeSpec& spec);
+int vae_data_dim(const Mlp& decoder, Likelihood likelihood);  // d
+
+// Ancestral sampling: z from the prior, x from p(x | z). x: [n][d] output in data space.
+// The noise of chain j (as in run_langevin: j = chain_offset + row): z's standard normals e
+// (latent values) from step 0, z = e or z = means_k + L_k e; the decoder's noise from step 1
+// (d normals for a Gaussian, d uniforms, chain_uniforms(), otherwise); the mixture component
+// from uniform 0 of step 2: the first k with u * total < w_0 + ... + w_k (running sums in
+// double), else the last.
+RunResult vae_sample(const Mlp& decoder, int64_t n, float* x, const RunOptions& opt,
+                     const VaeSpec& spec = {});
 
 // The memory the two calls above allocate besides x and traj (the caller's), so a caller can
 // refuse a run that cannot fit before anything is allocated: the noise-level tables, and one
@@ -124,7 +162,10 @@ struct RunBytes {
 };
 RunBytes run_langevin_bytes(const ScoreModel& model, const Schedule& sched, int64_t n,
                             const RunOptions& opt);
-RunBytes vae_sample_bytes(const Mlp& decoder, int64_t n, const RunOptions& opt);
+// For vae_sample, `levels` holds the mixture's running sums (components = K, 0 for N(0, I)).
+RunBytes vae_sample_bytes(const Mlp& decoder, int64_t n, const RunOptions& opt,
+                          Likelihood likelihood = Likelihood::gaussian, bool noise = true,
+                          int64_t components = 0);
 
 // Maps row-major rows in [n][in_dim] to out [n][out_dim] through a function of feature-major
 // tiles, the layout ScoreModel::score and Mlp::forward work in: tile_fn(tile_in, tile_out) with

@@ -198,13 +198,13 @@ def prepare(data: Any, cfg: FitConfig) -> Prepared:
         shift = xt.mean(0)
         std = xt.std(0)
         constant = std <= 1e-12 * np.maximum(1.0, np.abs(shift))
-        if np.any(constant):
-            cols = np.flatnonzero(constant).tolist()
-            raise ValueError(f"data column(s) {cols} are constant: nothing to learn there")
+        if np.all(constant):
+            raise ValueError("every data column is constant: nothing to learn")
         # Isotropic: one scale for every axis (the root mean variance), so isotropic noise in
-        # model coordinates stays isotropic in data space.
+        # model coordinates stays isotropic in data space. Real images have constant pixels
+        # (a digit's corners): they map to u = 0 exactly, with scale 1 under "standard".
         iso = np.full_like(std, math.sqrt(np.mean(std**2)))
-        scale = std if cfg.normalize == "standard" else iso
+        scale = np.where(constant, 1.0, std) if cfg.normalize == "standard" else iso
     dev = cfg.device
 
     def to_model(a: np.ndarray) -> torch.Tensor:

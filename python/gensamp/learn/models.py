@@ -5,7 +5,7 @@ its torch forward pass computes exactly what its exported :class:`~gensamp.Weigh
 
 * ``ScoreNet.forward(u)``          = ``net(u)``                                 (role "score")
 * ``NCSN.forward(u, sigma)``       = ``net(cat[u, sigma or log sigma]) [/ sigma]`` (role "ncsn")
-* ``VAE.forward(z)``               = ``decoder(z)`` = [mean | log-variance] of u
+* ``VAE.forward(z)``               = ``decoder(z)`` = [mean | log-variance] of u, or logits
                                                                  (role "vae_decoder")
 
 all in model coordinates u (sigma too). ``gensamp.export(model)`` calls ``model.to_weights()``,
@@ -16,6 +16,7 @@ built directly and trained with your own loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,16 @@ import torch.nn as nn
 
 from .. import activations as _acts
 from .. import methods
-from .._validate import as_array, as_int, as_pos_float, as_sigmas
-from ..weights import Weights
+from .._validate import (
+    as_array,
+    as_bool,
+    as_choice,
+    as_int,
+    as_pos_float,
+    as_sigmas,
+    import_sklearn,
+)
+from ..weights import LIKELIHOODS, Weights, check_prior
 from . import objectives
 from .exporter import export
 
@@ -422,15 +431,35 @@ class NCSN(_Normalised):
 
 
 class VAE(_Normalised):
-    """Gaussian VAE: q(z|u) = N(mu_q(u), diag exp(logvar_q(u))), p(z) = N(0, I),
-    p(u|z) = N(mu(z), diag exp(logvar(z))) with a *learned* variance.
+    """Variational autoencoder: encoder q(z|u) = N(mu_q(u), diag exp(logvar_q(u))), a latent
+    prior p(z) and a decoder likelihood p(u|z).
 
-    ``encoder`` maps u [d] to [mu_q | logvar_q] (2k values), ``decoder`` maps z [k] to
-    [mu | logvar] (2d values); :meth:`forward` is the decoder, which is what is exported
-    (role "vae_decoder") and sampled by :func:`gensamp.vae_sample` with its noise.
+    ``likelihood``:
+
+    * ``"gaussian"`` (default): N(mu(z), diag exp(logvar(z))) with a *learned* variance; the
+      decoder outputs [mu | logvar] (2d values);
+    * ``"bernoulli"``: prod_i Bernoulli(lambda_i(z)), lambda = sigmoid(logits), the decoder
+      outputs d logits; for data in [0, 1] (pixel intensities) log p is the negative binary
+      cross-entropy with the continuous targets;
+    * ``"continuous_bernoulli"``: prod_i C(lambda_i) lambda_i^u_i (1 - lambda_i)^(1 - u_i) on
+      [0, 1], the normalised density of Loaiza-Ganem & Cunningham (2019); d logits.
+
+    The two Bernoulli likelihoods model the data as it is (no shift/scale). The prior is
+    N(0, I) until :meth:`fit_prior` sets a Gaussian mixture fitted to the encodings mu_q(u)
+    of the training data (ex-post density estimation, Ghosh et al. 2020); it is held in the
+    buffers ``prior_weights`` [K], ``prior_means`` [K, k], ``prior_chol`` [K, k, k] (lower-
+    triangular Cholesky factors; K = 0 for N(0, I)) and used by :meth:`sample`, :meth:`elbo`,
+    :meth:`log_likelihood` and the export.
+
+    ``encoder`` maps u [d] to [mu_q | logvar_q] (2k values); :meth:`forward` is the decoder,
+    which is what is exported (role "vae_decoder", with the likelihood and prior) and sampled
+    by :func:`gensamp.vae_sample`.
     """
 
     role = "vae_decoder"
+    prior_weights: torch.Tensor  # registered buffers, declared for the type checker
+    prior_means: torch.Tensor
+    prior_chol: torch.Tensor
 
     def __init__(
         self,
@@ -439,39 +468,179 @@ class VAE(_Normalised):
         hidden: Sequence[int] = (128, 128),
         activation: str = "silu",
         *,
+        likelihood: str = "gaussian",
         shift: Any = None,
         scale: Any = None,
     ) -> None:
+        likelihood = as_choice(likelihood, "likelihood", LIKELIHOODS)
+        if likelihood != "gaussian" and (shift is not None or scale is not None):
+            raise ValueError(
+                f"likelihood={likelihood!r} models values in [0, 1] as they are: give no "
+                "shift/scale"
+            )
         super().__init__(dim, shift, scale)
         self.latent_dim = as_int(latent_dim, "latent_dim", 1)
         self.hidden = _hidden(hidden)
         self.activation = activation
-        self.encoder = mlp(self.dim, self.hidden, 2 * self.latent_dim, activation)
-        self.decoder = mlp(self.latent_dim, self.hidden, 2 * self.dim, activation)
+        self.likelihood = likelihood
+        k = self.latent_dim
+        self.encoder = mlp(self.dim, self.hidden, 2 * k, activation)
+        out = 2 * self.dim if likelihood == "gaussian" else self.dim
+        self.decoder = mlp(k, self.hidden, out, activation)
+        self.register_buffer("prior_weights", torch.zeros(0))
+        self.register_buffer("prior_means", torch.zeros(0, k))
+        self.register_buffer("prior_chol", torch.zeros(0, k, k))
 
+    # ---- the prior ---------------------------------------------------------------------------
+    @property
+    def prior(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The mixture prior as float32 arrays (weights [K], means [K, k], chol [K, k, k]), or
+        None for N(0, I)."""
+        if self.prior_weights.numel() == 0:
+            return None
+        return (
+            self.prior_weights.detach().cpu().numpy().copy(),
+            self.prior_means.detach().cpu().numpy().copy(),
+            self.prior_chol.detach().cpu().numpy().copy(),
+        )
+
+    def set_prior(self, prior: Any) -> VAE:
+        """Set the latent prior: None for N(0, I), or a Gaussian mixture (weights [K], means
+        [K, k], chol [K, k, k]) checked as :class:`~gensamp.Weights` checks it (weights > 0
+        summing to 1, chol lower triangular with a positive diagonal). Returns the model."""
+        checked = check_prior(prior, self.latent_dim)
+        k = self.latent_dim
+        w, mu, L = (
+            checked if checked is not None else (np.zeros(0), np.zeros((0, k)), np.zeros((0, k, k)))
+        )
+        dev = self.prior_weights.device
+        self.prior_weights = torch.tensor(np.asarray(w), dtype=torch.float32, device=dev)
+        self.prior_means = torch.tensor(np.asarray(mu), dtype=torch.float32, device=dev)
+        self.prior_chol = torch.tensor(np.asarray(L), dtype=torch.float32, device=dev)
+        return self
+
+    @torch.no_grad()
+    def encodings(self, x: Any) -> np.ndarray:
+        """The encoder means mu_q [n, k] (float64) of data-space points x."""
+        return self.encode(self.to_model(x))[0].cpu().double().numpy()
+
+    def fit_prior(self, x: Any, components: int = 10, *, seed: int = 0) -> VAE:
+        """Fit a Gaussian mixture with ``components`` full-covariance components to the
+        encodings mu_q(x) of data-space points x (scikit-learn's ``GaussianMixture``, k-means
+        initialisation, ``random_state=seed``) and make it the prior. Needs the ``images``
+        extra (scikit-learn). Returns the model."""
+        components = as_int(components, "components", 1)
+        seed = as_int(seed, "seed", 0, 2**32 - 1)
+        mu = self.encodings(x)
+        return self._fit_prior(mu, components, seed)
+
+    def _fit_prior(self, mu: np.ndarray, components: int, seed: int) -> VAE:
+        if components > mu.shape[0]:
+            raise ValueError(
+                f"prior_components={components} exceeds the {mu.shape[0]} encodings to fit"
+            )
+        mixture = import_sklearn("sklearn.mixture", "the VAE's mixture prior")
+        gm = mixture.GaussianMixture(components, covariance_type="full", random_state=seed)
+        gm.fit(mu)
+        w = np.asarray(gm.weights_, dtype=np.float64)
+        self.set_prior((w / w.sum(), gm.means_, np.linalg.cholesky(gm.covariances_)))
+        self.info["prior_fit"] = {
+            "components": components,
+            "converged": bool(gm.converged_),
+            "iterations": int(gm.n_iter_),
+            "points": int(mu.shape[0]),
+        }
+        return self
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) [n] under the model's prior (N(0, I) or the mixture)."""
+        if self.prior_weights.numel() == 0:
+            return -0.5 * (z**2 + math.log(2 * math.pi)).sum(-1)
+        return objectives.mixture_log_prob(z, self.prior_weights, self.prior_means, self.prior_chol)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latent draws [n, k] from the prior: N(0, I), or the mixture by picking component
+        c with probability w_c and drawing mu_c + L_c e."""
+        dev = self.prior_weights.device
+        e = torch.randn(n, self.latent_dim, generator=generator, device=dev)
+        if self.prior_weights.numel() == 0:
+            return e
+        c = torch.multinomial(self.prior_weights, n, replacement=True, generator=generator)
+        return self.prior_means[c] + (self.prior_chol[c] @ e[:, :, None])[:, :, 0]
+
+    def _prior_fn(self) -> objectives.PriorLogProb | None:
+        return None if self.prior_weights.numel() == 0 else self.prior_log_prob
+
+    # ---- the networks ------------------------------------------------------------------------
     def encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|u): (mean, log-variance), each [n, k]."""
         h = self.encoder(u)
         return h[:, : self.latent_dim], h[:, self.latent_dim :]
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(u|z): (mean, log-variance), each [n, d], model coordinates."""
+        """A Gaussian decoder's p(u|z): (mean, log-variance), each [n, d], model coordinates
+        (the other likelihoods: :meth:`forward` gives the logits, :meth:`mean` the mean)."""
+        if self.likelihood != "gaussian":
+            raise TypeError(
+                f"a {self.likelihood} decoder outputs logits: use forward(z) or mean(z)"
+            )
         h = self.decoder(z)
         return h[:, : self.dim], h[:, self.dim :]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder output [n, 2d] = [mean | log-variance]: what the exported weights compute."""
+        """Decoder output: [mean | log-variance] [n, 2d] (Gaussian) or logits [n, d]: what the
+        exported weights compute."""
         return self.decoder(z)
+
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean E[u | z] [n, d] in model coordinates: mu (Gaussian), lambda =
+        sigmoid(logits) (Bernoulli) or the continuous Bernoulli's mean (float64 there)."""
+        h = self.decoder(z)
+        if self.likelihood == "gaussian":
+            return h[:, : self.dim]
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(h)
+        return objectives.cb_mean(h)
+
+    def log_px(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(u|z) [n], summed over the d values."""
+        h = self.decoder(z)
+        if self.likelihood == "gaussian":
+            return objectives.gaussian_log_prob(u, h)
+        if self.likelihood == "bernoulli":
+            return objectives.bernoulli_log_prob(u, h)
+        return objectives.cb_log_prob(u, h)
 
     def _network(self) -> nn.Sequential:
         return self.decoder
 
     def _config(self) -> dict[str, Any]:
+        K = int(self.prior_weights.numel())
         return {
             "hidden": list(self.hidden),
             "activation": self.activation,
             "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "prior": "mixture" if K else "normal",
+            **({"prior_components": K} if K else {}),
         }
+
+    def to_weights(self, **overrides: Any) -> Weights:
+        """Export the decoder with its likelihood and prior (see :meth:`_Normalised.to_weights`
+        for the overrides); a VAE decoder beyond version 1 is a format-2 file."""
+        settings = self._export_settings()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "info" in given:  # add to the provenance rather than drop it
+            given["info"] = {**settings["info"], **dict(given["info"])}
+        settings.update(given)
+        if settings.get("role") == "vae_decoder":
+            settings.update(likelihood=self.likelihood, prior=self.prior)
+        layers = [
+            (m.weight.detach().cpu().float().numpy(), m.bias.detach().cpu().float().numpy())
+            for m in self.decoder
+            if isinstance(m, nn.Linear)
+        ]
+        return Weights(layers, [self.activation] * (len(layers) - 1), **settings)
 
     def _log_jacobian(self) -> float:
         # log p_x(x) = log p_u(u) - sum log scale (change of variables)
@@ -479,37 +648,52 @@ class VAE(_Normalised):
 
     def elbo(self, x: Any, *, beta: float = 1.0, seed: int = 0, samples: int = 1) -> np.ndarray:
         """Per-point ELBO [n] of log p(x) in data space: the one-draw reparameterised
-        estimate (closed-form KL) averaged over ``samples`` draws of z."""
+        estimate averaged over ``samples`` draws of z (the KL in closed form for the prior
+        N(0, I), estimated by the same draw for a mixture prior)."""
         samples = as_int(samples, "samples", 1)
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         u = self.to_model(x)
+        prior = self._prior_fn()
         with torch.no_grad():
-            total = objectives.elbo(self, u, beta=beta, generator=g)
+            total = objectives.elbo(self, u, beta=beta, generator=g, prior=prior)
             for _ in range(samples - 1):
-                total = total + objectives.elbo(self, u, beta=beta, generator=g)
+                total = total + objectives.elbo(self, u, beta=beta, generator=g, prior=prior)
             e = total / samples
         return e.cpu().double().numpy() - self._log_jacobian()
 
     def log_likelihood(self, x: Any, *, k: int = 100, seed: int = 0) -> np.ndarray:
         """Importance-weighted estimate of log p(x) [n] in data space (IWAE bound with k
-        samples, Burda et al. 2016): a lower bound in expectation, tightening as k grows,
-        and >= the ELBO in expectation."""
+        samples, Burda et al. 2016) under the model's prior: a lower bound in expectation,
+        tightening as k grows, and >= the ELBO in expectation."""
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         with torch.no_grad():
-            b = objectives.iwae_bound(self, self.to_model(x), k=k, generator=g)
+            b = objectives.iwae_bound(
+                self, self.to_model(x), k=k, generator=g, prior=self._prior_fn()
+            )
         return b.cpu().double().numpy() - self._log_jacobian()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, *, noise: bool = True) -> np.ndarray:
         """n samples in data space drawn in torch (the C++ engine's :func:`gensamp.vae_sample`
-        is the fast path). ``noise=False`` returns decoder means only."""
+        is the fast path): z from the prior, then x from p(x|z). ``noise=False`` returns the
+        decoder means (mu, lambda or the continuous Bernoulli's mean)."""
         n = as_int(n, "n", 1)
+        noise = as_bool(noise, "noise")
         g = torch.Generator(device=self.device).manual_seed(int(seed))
-        z = torch.randn(n, self.latent_dim, generator=g, device=self.device)
-        mu, logvar = self.decode(z)
-        u = (
-            mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device)
-            if noise
-            else mu
-        )
-        return self.to_data(u)
+        z = self.sample_prior(n, g)
+        h = self.decoder(z)
+        if self.likelihood == "gaussian":
+            mu, logvar = h[:, : self.dim], h[:, self.dim :]
+            u = (
+                mu
+                + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g, device=self.device)
+                if noise
+                else mu
+            )
+            return self.to_data(u)
+        if not noise:
+            return self.to_data(self.mean(z))
+        r = torch.rand(h.shape, generator=g, device=self.device, dtype=torch.float64)
+        if self.likelihood == "bernoulli":
+            return self.to_data((r < torch.sigmoid(h.double())).float())
+        return self.to_data(objectives.cb_inverse_cdf(h, r))

@@ -1,7 +1,10 @@
 """Training objectives: small functions of model-coordinate tensors, vectorised with autograd.
 
-:func:`elbo` and :func:`iwae_bound` (VAE); :func:`implicit_sm_loss`, :func:`sliced_sm_loss`,
-:func:`dsm_loss` and :func:`confinement_penalty` (unconditional score networks);
+:func:`elbo` and :func:`iwae_bound` (VAE), with the decoder likelihoods' pieces
+(:func:`gaussian_log_prob`, :func:`bernoulli_log_prob`, :func:`cb_log_norm`,
+:func:`cb_log_prob`, :func:`cb_mean`, :func:`cb_inverse_cdf`) and :func:`mixture_log_prob` for a
+Gaussian-mixture prior; :func:`implicit_sm_loss`, :func:`sliced_sm_loss`, :func:`dsm_loss`
+and :func:`confinement_penalty` (unconditional score networks);
 :func:`ncsn_loss` with :func:`empirical_target` (noise-conditional networks). They take the
 model through the small protocols below, so they know nothing of gensamp's model classes.
 """
@@ -13,16 +16,24 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 
 from .._validate import as_int
 
 __all__ = [
+    "bernoulli_log_prob",
+    "cb_inverse_cdf",
+    "cb_log_norm",
+    "cb_log_prob",
+    "cb_mean",
     "confinement_penalty",
     "dsm_loss",
     "elbo",
     "empirical_target",
+    "gaussian_log_prob",
     "implicit_sm_loss",
     "iwae_bound",
+    "mixture_log_prob",
     "ncsn_loss",
     "sliced_sm_loss",
 ]
@@ -30,13 +41,15 @@ __all__ = [
 _LOG_2PI = math.log(2 * math.pi)
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+#: log p(z) [n] of a latent prior at z [n, k]
+PriorLogProb = Callable[[torch.Tensor], torch.Tensor]
 
 
 class EncoderDecoder(Protocol):
-    """What the VAE bounds need: q(z|u) and p(u|z) as (mean, log-variance) pairs."""
+    """What the VAE bounds need: q(z|u) as a (mean, log-variance) pair and log p(u|z)."""
 
     def encode(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def log_px(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor: ...
 
 
 class NoiseConditional(Protocol):
@@ -52,22 +65,110 @@ def _gauss_logpdf(u: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> to
     return -0.5 * (((u - mu) ** 2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
 
 
+def gaussian_log_prob(u: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """log N(u; mu, diag exp(logvar)) [n] for decoder outputs out = [mu | logvar] [n, 2d]."""
+    d = u.shape[-1]
+    return _gauss_logpdf(u, out[..., :d], out[..., d:])
+
+
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """sum_i x_i log lambda_i + (1 - x_i) log(1 - lambda_i) [n], lambda = sigmoid(logits): the
+    Bernoulli log-likelihood, and for targets x in [0, 1] (pixel intensities) the negative
+    binary cross-entropy (not a normalised density of continuous x)."""
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+# Below |l| = 0.1 log C uses its series: the next term, ~3.4e-4 l^6, is below 4e-10 there,
+# while the closed form loses digits to the cancellation of log|l| and log(1 - e^-|l|).
+_CB_SERIES_BELOW = 0.1
+
+
+def cb_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda), elementwise, of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019)
+    with lambda = sigmoid(logits): C(lambda) = 2 atanh(1 - 2 lambda) / (1 - 2 lambda), which is
+    l / tanh(l / 2) in the logit l. Evaluated as log|l| + log1p(e^-|l|) - log(-expm1(-|l|))
+    (no overflow for any l) and, near lambda = 1/2 (|l| < 0.1), as its Taylor series
+    log 2 + l^2 / 12 - 7 l^4 / 1440, where C -> 2."""
+    a = logits.abs()
+    near = a < _CB_SERIES_BELOW
+    safe = torch.where(near, torch.ones_like(a), a)  # keeps the unused branch's gradient finite
+    far = torch.log(safe) + torch.log1p(torch.exp(-safe)) - torch.log(-torch.expm1(-safe))
+    l2 = logits * logits
+    series = math.log(2.0) + l2 / 12.0 - 7.0 * l2 * l2 / 1440.0
+    return torch.where(near, series, far)
+
+
+def cb_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Continuous Bernoulli log-density [n] of x in [0, 1]^d: the Bernoulli term plus the log
+    normalising constants."""
+    return bernoulli_log_prob(x, logits) + cb_log_norm(logits).sum(-1)
+
+
+def cb_mean(logits: torch.Tensor) -> torch.Tensor:
+    """The continuous Bernoulli's mean, lambda / (2 lambda - 1) + 1 / (2 atanh(1 - 2 lambda)) =
+    1/2 + (coth(l/2) - 2/l) / 2, in float64 (the series y/3 - y^3/45 + 2 y^5/945 - y^7/4725
+    of coth y - 1/y for |y| < 0.5, y = l/2, where the closed form cancels)."""
+    y = 0.5 * logits.double()
+    near = y.abs() < 0.5
+    safe = torch.where(near, torch.ones_like(y), y)
+    y2 = y * y
+    series = y * (1.0 / 3.0 + y2 * (-1.0 / 45.0 + y2 * (2.0 / 945.0 - y2 / 4725.0)))
+    return 0.5 + 0.5 * torch.where(near, series, 1.0 / torch.tanh(safe) - 1.0 / safe)
+
+
+def cb_inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """x ~ continuous Bernoulli from uniforms u by the inverse CDF, in float64:
+    log(1 + u (2 lambda - 1) / (1 - lambda)) / log(lambda / (1 - lambda)) = log1p(u expm1(l)) / l,
+    for l > 0 as 1 + log(u + (1 - u) e^-l) / l (no overflow); x = u + u (1 - u) l / 2 for
+    |l| < 1e-6 (lambda = 1/2, where the quotient is 0 / 0). Clamped to [0, 1]."""
+    l = logits.double()
+    u = u.double()
+    near = l.abs() < 1e-6
+    safe = torch.where(near, torch.ones_like(l), l)
+    pos = 1.0 + torch.log(u + (1.0 - u) * torch.exp(-safe.clamp(min=0.0))) / safe
+    neg = torch.log1p(u * torch.expm1(safe.clamp(max=0.0))) / safe
+    x = torch.where(near, u + 0.5 * u * (1.0 - u) * l, torch.where(l > 0, pos, neg))
+    return x.clamp(0.0, 1.0)
+
+
+def mixture_log_prob(
+    z: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, chol: torch.Tensor
+) -> torch.Tensor:
+    """log sum_c w_c N(z; mu_c, L_c L_c^T) [n] for z [n, k], weights [K], means [K, k] and
+    lower-triangular Cholesky factors chol [K, k, k]."""
+    diff = (z[None, :, :] - means[:, None, :]).transpose(1, 2)  # [K, k, n]
+    white = torch.linalg.solve_triangular(chol, diff, upper=False)  # L^-1 (z - mu)
+    log_det = torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(-1)  # log |L| = log|S| / 2
+    k = z.shape[1]
+    comp = -0.5 * (white**2).sum(1) - log_det[:, None] - 0.5 * k * _LOG_2PI  # [K, n]
+    return torch.logsumexp(comp + torch.log(weights)[:, None], dim=0)
+
+
+def _standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (z**2 + _LOG_2PI).sum(-1)
+
+
 def elbo(
     model: EncoderDecoder,
     u: torch.Tensor,
     *,
     beta: float = 1.0,
     generator: torch.Generator | None = None,
+    prior: PriorLogProb | None = None,
 ) -> torch.Tensor:
     """Per-example (beta-)ELBO [n] in model coordinates:
-    E_q[log p(u|z)] - beta KL(q(z|u) || N(0, I)), one reparameterised draw z = mu + sigma e,
-    KL in closed form. beta = 1 gives the usual lower bound on log p(u)."""
+    E_q[log p(u|z)] - beta KL(q(z|u) || p(z)), one reparameterised draw z = mu + sigma e.
+    The KL is in closed form for the prior N(0, I) (``prior`` None); for another prior
+    (``prior``: its log-density) it is the one-draw estimate log q(z|u) - log p(z) at the same
+    z. beta = 1 gives the usual lower bound on log p(u)."""
     mu_z, lv_z = model.encode(u)
     e = torch.randn(mu_z.shape, generator=generator, device=mu_z.device, dtype=mu_z.dtype)
     z = mu_z + torch.exp(0.5 * lv_z) * e
-    mu_x, lv_x = model.decode(z)
-    rec = _gauss_logpdf(u, mu_x, lv_x)
-    kl = 0.5 * (mu_z**2 + torch.exp(lv_z) - lv_z - 1.0).sum(-1)
+    rec = model.log_px(u, z)
+    if prior is None:
+        kl = 0.5 * (mu_z**2 + torch.exp(lv_z) - lv_z - 1.0).sum(-1)
+    else:
+        kl = -0.5 * (e**2 + lv_z + _LOG_2PI).sum(-1) - prior(z)
     return rec - beta * kl
 
 
@@ -78,10 +179,12 @@ def iwae_bound(
     k: int = 100,
     generator: torch.Generator | None = None,
     chunk: int = 4096,
+    prior: PriorLogProb | None = None,
 ) -> torch.Tensor:
     """Importance-weighted bound on log p(u) [n] (Burda, Grosse & Salakhutdinov 2016):
     log (1/k) sum_j p(u|z_j) p(z_j) / q(z_j|u), z_j ~ q(z|u). k = 1 is the ELBO; the bound is
-    non-decreasing in k (in expectation) and tends to log p(u)."""
+    non-decreasing in k (in expectation) and tends to log p(u). ``prior``: log p(z) (default
+    N(0, I))."""
     k = as_int(k, "k", 1)
     out = []
     for i in range(0, u.shape[0], max(1, chunk // k)):
@@ -89,9 +192,9 @@ def iwae_bound(
         mu_z, lv_z = model.encode(ub)
         e = torch.randn((k, *mu_z.shape), generator=generator, device=ub.device, dtype=ub.dtype)
         z = mu_z + torch.exp(0.5 * lv_z) * e  # [k, n, latent]
-        mu_x, lv_x = model.decode(z.reshape(-1, z.shape[-1]))
-        log_px = _gauss_logpdf(ub.repeat(k, 1), mu_x, lv_x).reshape(k, -1)
-        log_pz = -0.5 * (z**2 + _LOG_2PI).sum(-1)
+        flat = z.reshape(-1, z.shape[-1])
+        log_px = model.log_px(ub.repeat(k, 1), flat).reshape(k, -1)
+        log_pz = (prior or _standard_normal_log_prob)(flat).reshape(k, -1)
         log_qz = -0.5 * (e**2 + lv_z + _LOG_2PI).sum(-1)
         out.append(torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k))
     return torch.cat(out)

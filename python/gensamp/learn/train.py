@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from .. import activations as _acts
-from .._validate import as_array, as_bool, as_choice, as_int, as_pos_float
+from .._validate import as_array, as_bool, as_choice, as_int, as_pos_float, import_sklearn
 from ..schedules import ncsn_defaults, schedule_for_sigmas
+from ..weights import LIKELIHOODS
 from . import objectives as O
 from .fit import FitConfig, History, Objective, Prepared, TrainingInterrupted, build, prepare
 from .fit import fit as fit_model
@@ -46,6 +47,12 @@ __all__ = [
 EXACT_MAX_DIM = 64  # beyond this the d backward passes of the exact trace are the wrong tool
 
 VAE_FIT = FitConfig(epochs=400, lr=3e-3)
+#: train_vae's architecture and mixture size for the Gaussian likelihood
+VAE_DEFAULTS: dict[str, Any] = {"latent_dim": 2, "hidden": (128, 128), "prior_components": 10}
+#: ... and for the Bernoulli likelihoods (images), with their fit options (values in [0, 1],
+#: no normalisation); measured on the digits' validation split, see train_vae
+IMAGE_VAE: dict[str, Any] = {"latent_dim": 12, "hidden": (256, 256), "prior_components": 40}
+IMAGE_VAE_FIT = FitConfig(epochs=500, lr=1e-3, normalize="none")
 SCORE_FIT = FitConfig(epochs=200, lr=1e-3, patience=30)
 NCSN_FIT = FitConfig(epochs=300, lr=3e-3, normalize="isotropic")
 
@@ -108,40 +115,112 @@ def langevin_defaults(
 def train_vae(
     data: Any,
     *,
-    latent_dim: int = 2,
-    hidden: Sequence[int] = (128, 128),
+    latent_dim: int | None = None,
+    hidden: Sequence[int] | None = None,
     activation: str = "silu",
     beta: float = 1.0,
     warmup_epochs: int = 0,
+    likelihood: str = "gaussian",
+    prior: str = "normal",
+    prior_components: int | None = None,
     fit: FitConfig | None = None,
     **options: Any,
 ) -> VAE:
-    """Fit a Gaussian VAE with a learned-variance decoder by maximising the ELBO.
+    """Fit a VAE by maximising the ELBO (prior N(0, I) while training).
 
     Parameters
     ----------
     data : array [N, d] (numpy / torch / nested list; [N] for d = 1) or a .npy/.csv path.
-    latent_dim, hidden, activation : architecture (encoder and decoder MLPs).
+    latent_dim, hidden, activation : architecture (encoder and decoder MLPs). Defaults: latent
+        2 and hidden (128, 128) for the Gaussian likelihood; for the Bernoulli likelihoods
+        (images) :data:`IMAGE_VAE` (latent 12, hidden (256, 256)).
     beta : weight of the KL term (beta-VAE; 1 = the ELBO).
     warmup_epochs : KL warm-up, beta ramps linearly from 0 over this many epochs (0 = off);
         early stopping starts once it is over.
-    fit, **options : the shared training options (:class:`FitConfig`); here 400 epochs,
+    likelihood : {"gaussian", "bernoulli", "continuous_bernoulli"}
+        The decoder's p(x|z): a Gaussian with a learned variance (any data), or for data in
+        [0, 1] such as pixel intensities a Bernoulli (the loss is the binary cross-entropy
+        with the continuous targets) or the continuous Bernoulli (its normalised density;
+        what images want: on the 8x8 digits its samples came far closer to held-out images
+        than the Bernoulli's). The two Bernoulli likelihoods need every value in [0, 1] and
+        model it as it is: ``normalize`` must be "none", their default.
+    prior : {"normal", "mixture"}
+        The latent prior the model is sampled from: N(0, I), or a Gaussian mixture of
+        ``prior_components`` full-covariance components fitted after training to the
+        encoder means of the training split (ex-post density estimation, Ghosh et al. 2020;
+        scikit-learn, the ``images`` extra, seeded from ``seed``). See
+        :meth:`~gensamp.learn.models.VAE.fit_prior`.
+    prior_components : int >= 1, at most the number of training points; default 10
+        (Gaussian) or 40 (Bernoulli likelihoods), or the number of training points if fewer.
+    fit, **options : the shared training options (:class:`FitConfig`). Gaussian: 400 epochs,
         lr 3e-3, no early stopping: on the seed mixture the held-out ELBO flattened (and
         stopped runs at ~100 epochs) while sample quality kept improving (W1 0.48 -> 0.23 by
-        400 epochs). The held-out loss is the -ELBO with beta = 1.
+        400 epochs). Bernoulli likelihoods: :data:`IMAGE_VAE_FIT`, 500 epochs at lr 1e-3 and
+        no normalisation. The held-out loss is the -ELBO with beta = 1.
 
     Returns the fitted :class:`~gensamp.learn.models.VAE` (``.history``); export with
-    ``gensamp.export(model)`` and sample with ``gensamp.vae_sample``.
+    ``gensamp.export(model)`` (likelihood and prior included) and sample with
+    ``gensamp.vae_sample``.
+
+    Notes
+    -----
+    The image defaults were chosen on the digits' validation split (trained on its 1,200
+    "fit" images, 10,000 samples with the mixture prior, 3 seeds): at 500 epochs the
+    continuous Bernoulli's samples had a squared energy distance of 0.017 to the 200
+    validation images (the training images themselves: 0.012) and classifier confidence
+    0.86. Longer training sharpens the decoder but moves the samples away (0.020 at 800
+    epochs; 0.024 at 1,500 with latent 8) for no gain in confidence. A Bernoulli decoder's
+    draws are binary (0.13); even its means (``noise=False``) scored 0.05.
     """
-    cfg = _config("train_vae", VAE_FIT, fit, options)
+    likelihood = as_choice(likelihood, "likelihood", LIKELIHOODS)
+    prior = as_choice(prior, "prior", ("normal", "mixture"))
+    defaults = VAE_DEFAULTS if likelihood == "gaussian" else IMAGE_VAE
+    latent_dim = defaults["latent_dim"] if latent_dim is None else latent_dim
+    hidden = defaults["hidden"] if hidden is None else hidden
+    default_components = prior_components is None
+    if default_components:
+        prior_components = defaults["prior_components"]
+    prior_components = as_int(prior_components, "prior_components", 1)
+    if prior == "mixture":  # before training: a missing extra should not cost a training run
+        import_sklearn("sklearn.mixture", "train_vae(prior='mixture')")
+    image = likelihood != "gaussian"
+    cfg = _config("train_vae", IMAGE_VAE_FIT if image else VAE_FIT, fit, options)
+    if image and cfg.normalize != "none":
+        raise ValueError(
+            f"likelihood={likelihood!r} models values in [0, 1] as they are: normalize must be "
+            f"'none', got {cfg.normalize!r}"
+        )
     activation = _acts.check(activation, hidden_only=True)
     beta = as_pos_float(beta, "beta")
     warmup_epochs = as_int(warmup_epochs, "warmup_epochs", 0)
     latent_dim = as_int(latent_dim, "latent_dim", 1)
     prep = prepare(data, cfg)
+    if image:
+        for part in (prep.train, prep.val):
+            if part is not None and not bool(((part >= 0) & (part <= 1)).all()):
+                raise ValueError(
+                    f"likelihood={likelihood!r} needs data in [0, 1] (e.g. pixel intensities), "
+                    f"got values in [{float(part.min()):.4g}, {float(part.max()):.4g}]"
+                )
+    if default_components:  # a default never exceeds the data it is fitted to
+        prior_components = min(prior_components, int(prep.train.shape[0]))
+    if prior == "mixture" and prior_components > prep.train.shape[0]:
+        raise ValueError(
+            f"prior_components={prior_components} exceeds the {prep.train.shape[0]} training "
+            "points the mixture is fitted to"
+        )
     d = prep.train.shape[1]
     model = build(
-        cfg, lambda: VAE(d, latent_dim, hidden, activation, shift=prep.shift, scale=prep.scale)
+        cfg,
+        lambda: VAE(
+            d,
+            latent_dim,
+            hidden,
+            activation,
+            likelihood=likelihood,
+            shift=prep.shift,
+            scale=prep.scale,
+        ),
     )
     settings = {
         "latent_dim": latent_dim,
@@ -149,6 +228,9 @@ def train_vae(
         "activation": activation,
         "beta": beta,
         "warmup_epochs": warmup_epochs,
+        "likelihood": likelihood,
+        "prior": prior,
+        **({"prior_components": prior_components} if prior == "mixture" else {}),
         **cfg.settings(),
         "n_train": int(prep.train.shape[0]),
     }
@@ -160,7 +242,19 @@ def train_vae(
         return -O.elbo(m, u, beta=1.0, generator=g).mean()
 
     obj = Objective("vae", loss, held_out, warmup_epochs=warmup_epochs)
-    return _finish(model, fit_model(model, prep, obj, cfg, settings), {})
+    hist = fit_model(model, prep, obj, cfg, settings)
+    if prior == "mixture":
+        # Ex post, on the encodings of the training split only (the held-out part stays out).
+        with torch.no_grad():
+            mu = model.encode(prep.train)[0].cpu().double().numpy()
+        model._fit_prior(mu, prior_components, _prior_seed(cfg.seed))
+    return _finish(model, hist, {})
+
+
+def _prior_seed(seed: int) -> int:
+    """scikit-learn's random_state for the mixture prior, from the run's seed: a sixth
+    independent word of its SeedSequence (FitConfig.seeds holds the first five)."""
+    return int(np.random.SeedSequence(seed).generate_state(6, dtype=np.uint32)[5])
 
 
 # ---- unconditional score networks ------------------------------------------------------------
