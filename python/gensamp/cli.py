@@ -954,7 +954,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(its files are replaced). Full: about 4-5 minutes on 2 cores; --quick: about 1-2. "
         "'gensamp demo digits': an NCSN and a VAE on scikit-learn's 8x8 digit images, image "
         "grids and a report with sample-quality metrics and a Gaussian-mixture baseline "
-        "(about 12 minutes).",
+        "(about 6 minutes).",
     )
     d.add_argument(
         "part",
