@@ -15,20 +15,10 @@ from . import tracing
 
 
 def _activation_name(mod: nn.Module) -> str:
-    """The engine's name for a torch activation module whose parameters are the ones the
-    engine implements (:data:`gensamp.activations.SPEC`), else TypeError."""
-    for name, (cls_name, params) in _acts.SPEC.items():
-        if name == "identity" or type(mod).__name__ != cls_name:
-            continue
-        if all(getattr(mod, k, None) == v for k, v in params.items()):
-            return name
-    candidates = [(n, p) for n, (c, p) in _acts.SPEC.items() if c == type(mod).__name__]
-    if candidates:
-        fixed = " or ".join(", ".join(f"{k}={v!r}" for k, v in p.items()) for _, p in candidates)
-        raise TypeError(
-            f"{type(mod).__name__} is supported only with {fixed}: the engine "
-            "implements torch's default parameters"
-        )
+    """The engine's name for an activation module of a Sequential, else TypeError."""
+    name = tracing.activation_name(mod)
+    if name is not None:
+        return name
     supported = sorted({c for n, (c, _) in _acts.SPEC.items() if n != "identity"})
     raise TypeError(
         f"cannot export layer {type(mod).__name__}: supported are Linear, "

@@ -721,7 +721,10 @@ class _Mapper(fx.Interpreter):
         return _Dyn(ref, shape, deps)
 
 
-def _act_module_name(mod: nn.Module) -> str:
+def activation_name(mod: nn.Module) -> str | None:
+    """The engine's name for a torch activation module whose parameters are the ones the
+    engine implements (:data:`gensamp.activations.SPEC`); TypeError for an activation with
+    other parameters; None for a module that is no activation."""
     for name, (cls_name, params) in _acts.SPEC.items():
         if name == "identity" or type(mod).__name__ != cls_name:
             continue
@@ -730,7 +733,17 @@ def _act_module_name(mod: nn.Module) -> str:
     candidates = [p for _, (c, p) in _acts.SPEC.items() if c == type(mod).__name__]
     if candidates:
         fixed = " or ".join(", ".join(f"{k}={v!r}" for k, v in p.items()) for p in candidates)
-        raise TypeError(f"{type(mod).__name__} is supported only with {fixed}")
+        raise TypeError(
+            f"{type(mod).__name__} is supported only with {fixed}: the engine "
+            "implements torch's default parameters"
+        )
+    return None
+
+
+def _act_module_name(mod: nn.Module) -> str:
+    name = activation_name(mod)
+    if name is not None:
+        return name
     raise TypeError(
         f"module {type(mod).__name__} has no engine counterpart (supported: Linear, LayerNorm, "
         "BatchNorm in eval mode, Identity, Dropout, Flatten and the activations "
