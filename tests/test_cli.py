@@ -169,6 +169,10 @@ def test_defaults_agree_with_the_python_api():
     # train_vae's default depends on the likelihood; the CLI trains the Gaussian one
     assert inspect.signature(T.train_vae).parameters["hidden"].default is None
     assert tuple(cli.TRAIN_HIDDEN["vae"]) == T.VAE_DEFAULTS["hidden"]
+    assert T.VAE_DEFAULTS["latent_dim"] == cli.VAE_LATENT
+    assert T.IMAGE_VAE["latent_dim"] == cli.IMAGE_VAE_LATENT
+    assert tuple(cli.IMAGE_VAE_HIDDEN) == T.IMAGE_VAE["hidden"]
+    assert T.IMAGE_VAE_FIT.epochs == cli.IMAGE_VAE_EPOCHS
     assert T.SCORE_FIT.patience == 30  # the --epochs help says so
 
 
@@ -800,6 +804,42 @@ def test_train_then_sample(tmp_path):
     r = run("sample", str(model), "--n", "100", "--T", "3", "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert np.load(out).shape == (100, 2)
+
+
+def test_train_an_image_vae_then_sample(tmp_path):
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "pixels.npy"
+    np.save(data, rng.uniform(0, 1, (200, 6)))
+    model = tmp_path / "vae.safetensors"
+    r = run(
+        "train", "vae", data, "--likelihood", "continuous_bernoulli", "--prior", "mixture",
+        "--prior-components", "3", "--beta", "0.5", "--epochs", "2", "--out", model,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    w = gensamp.load(model)
+    assert w.likelihood == "continuous_bernoulli" and w.prior is not None
+    assert len(w.prior[0]) == 3 and w.latent_dim == 12  # the image latent default
+    assert w.output_dim == 6  # logits: one per pixel, not [mean | log-variance]
+    out = tmp_path / "s.npy"
+    r = run("sample", model, "--n", "50", "--out", out)
+    assert r.returncode == 0, r.stderr
+    x = np.load(out)
+    assert x.shape == (50, 6) and x.min() >= 0 and x.max() <= 1
+
+
+def test_image_vae_refusals_are_one_line(tmp_path, capsys):
+    data = tmp_path / "signed.npy"
+    np.save(data, np.linspace(-1, 1, 40).reshape(20, 2))
+    out = tmp_path / "vae.safetensors"
+    rc, _, err = call(
+        capsys, "train", "vae", data, "--likelihood", "bernoulli", "--quiet", "--out", out
+    )
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "--likelihood bernoulli needs data in [0, 1]" in err
+    assert not out.exists()
+    rc, _, err = call(capsys, "train", "vae", data, "--beta", "0", "--out", out)
+    assert rc == 2 and "--beta" in err and not out.exists()
 
 
 def test_bench_quick_prints_what_it_compares():

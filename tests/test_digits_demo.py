@@ -28,6 +28,7 @@ def test_quick_digits_demo_writes_grids_and_a_report(tmp_path):
     )
     md = (tmp_path / "report.md").read_text()
     assert "baseline: 40-component GMM" in md and "not judged (quick)" in md
+    assert "The VAE (mixture prior) against the 40-component Gaussian mixture:" in md
     assert {t["status"] for t in rep["targets"]} == {"not judged (quick)"}
 
 
@@ -48,3 +49,17 @@ def test_targets_are_judged_in_the_right_direction():
     assert rows[("ncsn", "energy_distance_sq", "<= 0.02")] == "MISSED"
     assert rows[("ncsn", "nn_ratio", "<= 1.3")] == "MET"
     assert rows[("vae_mixture", "confidence", ">= 0.85")] == "MISSED"  # absent counts as missed
+
+
+def test_the_report_says_which_deep_model_beats_the_mixture_baseline():
+    gmm = {"energy_distance_sq": 0.008, "confidence": 0.90}
+    models = {
+        "gmm40": gmm,
+        "ncsn": {"energy_distance_sq": 0.017, "confidence": 0.88},
+        "vae_mixture": {"energy_distance_sq": 0.007, "confidence": 0.91},
+    }
+    ncsn, vae = digits_demo._against_baseline(models)[1:]
+    assert ncsn.startswith("The NCSN") and ncsn.count("does not beat it") == 2
+    assert "(0.0170 vs 0.0080)" in ncsn
+    assert vae.startswith("The VAE") and "does not beat" not in vae and vae.count("beats it") == 2
+    assert digits_demo._against_baseline({"ncsn": models["ncsn"]}) == []  # no baseline run

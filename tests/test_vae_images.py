@@ -97,6 +97,58 @@ def test_engine_samples_live_on_the_likelihoods_support(trained):
     assert abs(float(t.mean() - x.mean())) < 0.02
 
 
+# ---- the Gaussian decoder with a shared variance ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared(digits300):
+    m = gensamp.train_vae(
+        digits300, variance="shared", prior="mixture", prior_components=4, val_fraction=0.0,
+        **{**SMALL, "epochs": 40},
+    )  # fmt: skip
+    return m, gensamp.export(m)
+
+
+def test_shared_variance_is_one_number_at_the_reconstruction_error(shared, digits300):
+    m, _ = shared
+    assert m.variance == "shared" and m.log_variance.shape == (1,)
+    assert m.history.settings["variance"] == "shared"
+    # one scale for every pixel (isotropic), so that one variance means the same everywhere
+    assert m.history.settings["normalize"] == "isotropic" and len(set(m.scale.tolist())) == 1
+    h = m(torch.zeros(3, 4))
+    assert h.shape == (3, 128) and torch.all(h[:, 64:] == m.log_variance)
+    # The maximum-likelihood shared variance is the mean squared reconstruction error over
+    # the posterior draws: training must have moved it there (it starts at 0.05).
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        u = m.to_model(digits300)
+        mu, lv = m.encode(u)
+        z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g)
+        mse = float(((m.mean(z) - u) ** 2).mean())
+    var = float(m.log_variance.detach().exp())
+    assert 0.8 < var / mse < 1.25, (var, mse)
+
+
+def test_shared_variance_exports_as_constant_outputs_the_engine_samples(shared, digits300):
+    m, w = shared
+    assert w.likelihood == "gaussian" and w.output_dim == 128 and w.info["variance"] == "shared"
+    W, b = w.layers[-1]
+    assert np.all(W[64:] == 0) and np.all(b[64:] == np.float32(m.log_variance.item()))
+    z = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(w.forward(z), m(torch.from_numpy(z)).numpy(), atol=1e-5)
+    x = gensamp.vae_sample(w, 20000, seed=3).astype(np.float64)
+    mean = gensamp.vae_sample(w, 20000, seed=3, noise=False).astype(np.float64)
+    # same z (same seed): the difference is the decoder's noise, N(0, var) in model units
+    sd = math.exp(0.5 * m.log_variance.item()) * float(m.scale[0])
+    noise = x - mean
+    assert abs(noise.std() / sd - 1) < 0.01 and abs(noise.mean()) < 0.01 * sd
+    assert abs(float(np.corrcoef(noise[:, 10], noise[:, 11])[0, 1])) < 0.03
+    # torch's sampler draws the same distribution
+    t = m.sample(20000, seed=3)
+    assert abs(float(t.std() - x.std())) < 0.01 and abs(float(t.mean() - x.mean())) < 0.01
+
+
 # ---- the continuous Bernoulli ---------------------------------------------------------------
 
 LOGITS = [-40.0, -8.0, -1.0, -0.1001, -0.0999, -1e-3, 0.0, 1e-7, 0.05, 0.1, 0.5, 2.0, 10.0, 40.0]
@@ -274,6 +326,10 @@ def test_bad_arguments_are_refused_with_clear_messages(digits300, trained, monke
         gensamp.train_vae(x, prior="mixture", prior_components="3", **fast)
     with pytest.raises(ValueError, match="prior_components=100 exceeds the 36 training points"):
         gensamp.train_vae(x, likelihood="bernoulli", prior="mixture", prior_components=100, **fast)
+    with pytest.raises(ValueError, match="variance must be one of"):
+        gensamp.train_vae(x, variance="diagonal", **fast)
+    with pytest.raises(ValueError, match="variance='shared' is a Gaussian decoder's option"):
+        gensamp.train_vae(x, likelihood="bernoulli", variance="shared", **fast)
     with pytest.raises(ValueError, match="give no shift/scale"):
         VAE(64, likelihood="bernoulli", shift=np.zeros(64), scale=np.ones(64))
     m, w = trained

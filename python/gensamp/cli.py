@@ -43,6 +43,12 @@ MAX_LEVELS = 100_000  # far beyond any published schedule; a typo like 1e8 level
 # here so that `gensamp --help` does not wait seconds for torch to import.
 TRAIN_EPOCHS = {"vae": 400, "sm": 200, "ncsn": 300}
 TRAIN_HIDDEN = {"vae": (128, 128), "sm": (128, 128), "ncsn": (64, 64, 64)}
+# train_vae's defaults (learn.train.VAE_DEFAULTS / IMAGE_VAE), repeated because the CLI loads
+# torch only to train; a test holds them equal.
+VAE_LATENT = 2
+IMAGE_VAE_LATENT = 12
+IMAGE_VAE_HIDDEN = (256, 256)
+IMAGE_VAE_EPOCHS = 500
 # Small MLPs train fastest on one torch thread: more only add synchronisation (bench/quality.py
 # measured 0.7 vs 24 ms per step with the second core busy; issue 18: 36 s vs 454 s).
 TRAIN_THREADS = 1
@@ -291,20 +297,25 @@ def _load_weights(path: str) -> Weights:
 # ---- train ------------------------------------------------------------------------------------
 
 
-def _param_count(model: str, d: int, hidden: Sequence[int], latent: int) -> int:
+def _param_count(
+    model: str, d: int, hidden: Sequence[int], latent: int, likelihood: str = "gaussian"
+) -> int:
     def mlp(sizes: Sequence[int]) -> int:
         return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
     if model == "vae":
-        return mlp([d, *hidden, 2 * latent]) + mlp([latent, *hidden, 2 * d])
+        out = 2 * d if likelihood == "gaussian" else d
+        return mlp([d, *hidden, 2 * latent]) + mlp([latent, *hidden, out])
     return mlp([d + (model == "ncsn"), *hidden, d])
 
 
 def _check_training_memory(a: argparse.Namespace, d: int) -> None:
     """Refuse a network that cannot fit before torch tries: a refused allocation is an
     exception, but one that the kernel grants and then cannot back ends the process."""
-    hidden = a.hidden or TRAIN_HIDDEN[a.model]
-    params = _param_count(a.model, d, hidden, a.latent_dim)
+    image = a.model == "vae" and a.likelihood != "gaussian"
+    hidden = a.hidden or (IMAGE_VAE_HIDDEN if image else TRAIN_HIDDEN[a.model])
+    latent = a.latent_dim or (IMAGE_VAE_LATENT if image else VAE_LATENT)
+    params = _param_count(a.model, d, hidden, latent, a.likelihood)
     # float32 weights, gradients, Adam's two moments, and the averaged / best-epoch copy
     need = 5 * 4 * params
     avail = _available_memory()
@@ -327,7 +338,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     data = _load_data(a.data, a.n, a.seed, a.columns)
     n, d = data.shape
     _check_training_memory(a, d)
-    epochs = a.epochs or TRAIN_EPOCHS[a.model]
+    image = a.model == "vae" and a.likelihood != "gaussian"
+    epochs = a.epochs or (IMAGE_VAE_EPOCHS if image else TRAIN_EPOCHS[a.model])
     threads = a.threads
     _note(f"loading PyTorch to train {a.model} ...", a.quiet)
     # torch loads only for the commands that train: sampling and plotting start fast
@@ -343,7 +355,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     args: tuple[Any, ...]
     if a.model == "vae":
         fn, args = learn.train_vae, (data,)
-        options["latent_dim"] = a.latent_dim
+        options.update(
+            latent_dim=a.latent_dim,
+            likelihood=a.likelihood,
+            variance=a.variance,
+            prior=a.prior,
+            prior_components=a.prior_components,
+            beta=a.beta,
+        )
     elif a.model == "sm":
         fn, args = learn.train_score, (data, a.method)
     else:
@@ -366,6 +385,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         return INTERRUPTED
     except (RuntimeError, MemoryError) as exc:  # torch's allocator and kernels
         raise CliError(f"training failed: {_one_line(exc)}", RUNTIME) from None
+    except ImportError as exc:  # an optional extra (--prior mixture: scikit-learn)
+        raise CliError(_one_line(exc)) from None
     except FloatingPointError as exc:
         raise CliError(_one_line(exc), RUNTIME) from None
     _save_weights(learn.export(model), out)
@@ -820,7 +841,47 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(f"{k} {','.join(map(str, v))}" for k, v in TRAIN_HIDDEN.items())
         + ")",
     )
-    t.add_argument("--latent-dim", type=_positive_int, default=2, help="VAE latent dimension")
+    t.add_argument(
+        "--latent-dim",
+        type=_positive_int,
+        help=f"VAE latent dimension (default: {VAE_LATENT}, or {IMAGE_VAE_LATENT} with a "
+        "Bernoulli likelihood)",
+    )
+    t.add_argument(
+        "--likelihood",
+        choices=["gaussian", "bernoulli", "continuous_bernoulli"],
+        default="gaussian",
+        help="VAE decoder p(x|z): a Gaussian with learned variance (any data), or for data in "
+        "[0, 1] such as pixel intensities a Bernoulli or continuous Bernoulli (these leave the "
+        f"data unnormalised and train {IMAGE_VAE_EPOCHS} epochs, hidden "
+        f"{','.join(map(str, IMAGE_VAE_HIDDEN))}, latent {IMAGE_VAE_LATENT} unless told)",
+    )
+    t.add_argument(
+        "--variance",
+        choices=["conditional", "shared"],
+        default="conditional",
+        help="Gaussian VAE decoder's variance: an output of the network for every point, or "
+        "one number for all at its maximum-likelihood value (what images want; it brings "
+        "isotropic normalisation, one scale for every column)",
+    )
+    t.add_argument(
+        "--prior",
+        choices=["normal", "mixture"],
+        default="normal",
+        help="VAE latent prior the weights are sampled from: N(0, I), or a Gaussian mixture "
+        "fitted to the training encodings after training (needs scikit-learn)",
+    )
+    t.add_argument(
+        "--prior-components",
+        type=_positive_int,
+        help="components of the mixture prior (default: 10, or 40 with a Bernoulli likelihood)",
+    )
+    t.add_argument(
+        "--beta",
+        type=_positive_float,
+        default=1.0,
+        help="VAE: weight of the KL term (1 = the ELBO)",
+    )
     t.add_argument(
         "--method",
         choices=["exact", "sliced", "denoising"],
@@ -954,7 +1015,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(its files are replaced). Full: about 4-5 minutes on 2 cores; --quick: about 1-2. "
         "'gensamp demo digits': an NCSN and a VAE on scikit-learn's 8x8 digit images, image "
         "grids and a report with sample-quality metrics and a Gaussian-mixture baseline "
-        "(about 6 minutes).",
+        "(about 4 minutes).",
     )
     d.add_argument(
         "part",
@@ -1007,6 +1068,9 @@ _CLI_WORDS = (
         f"pass e.g. --sigmas {ANNEALED_ADVICE_SIGMAS} --eps 0.002 --T {ANNEALED_ADVICE_T}",
     ),
     ("pass e.g. eps=0.01, T=1000", "pass e.g. --eps 0.01 --T 1000"),
+    ("likelihood='bernoulli'", "--likelihood bernoulli"),
+    ("likelihood='continuous_bernoulli'", "--likelihood continuous_bernoulli"),
+    ("prior_components=", "--prior-components "),
 )
 
 

@@ -51,16 +51,27 @@ NCSN_SETTINGS: dict[str, Any] = {
 #: validation split it beat the few-step methods at the same budget (judge confidence 0.861
 #: vs 0.826 EDM-stochastic, 0.827 PC at 200, 0.807 CAS), ED^2 0.0203.
 NCSN_SAMPLER: dict[str, Any] = {"method": "ald", "steps": 300}
-#: The VAE for images, as the validation split measured it: a continuous-Bernoulli decoder
-#: (its normalised density on [0, 1]; the plain Bernoulli's binary draws are no pixels), 8
-#: latent dimensions, 2 x 256 hidden, 1,500 epochs at lr 1e-3 (about a minute); the mixture
-#: prior has 40 full-covariance components fitted to the train encodings after training.
+#: The VAE for images, as the validation split measured it (fit 1,003 / validation 397 images,
+#: seeds 0-2, decoder noise drawn): a Gaussian decoder with one shared variance at its
+#: maximum-likelihood value (Rybkin et al. 2021), isotropic normalisation (its default), 8
+#: latent dimensions, 2 x 256 hidden, KL weight 2, 1,000 epochs at lr 1e-3 on all train images
+#: (no held-out part: nothing stops early); 40 mixture components fitted to the train
+#: encodings after training. With the mixture prior: squared energy distance 0.0067-0.0072 to
+#: the validation images, on their floor (training images: 0.0065), judge confidence 0.87
+#: (real: 0.89). With N(0, I): confidence 0.68-0.69; KL weight 1 gave 0.65-0.66 there (and
+#: 0.0065-0.0068 with the mixture), latent 5 0.70 (and 0.0069-0.0070).
+#: The continuous Bernoulli scored 0.010-0.019 at 350-1,500 epochs with confidence 0.83-0.86:
+#: its noise is a fixed function of its mean (uniform at mid-grey), so sharper means only
+#: added noise; a per-pixel variance conditioned on z gave blurry means (0.05).
 VAE_SETTINGS: dict[str, Any] = {
-    "likelihood": "continuous_bernoulli",
+    "likelihood": "gaussian",
+    "variance": "shared",
     "latent_dim": 8,
     "hidden": (256, 256),
-    "epochs": 1500,
+    "beta": 2.0,
+    "epochs": 1000,
     "lr": 1e-3,
+    "val_fraction": 0.0,
     "prior_components": 40,
 }
 #: Quick mode (tests): the same pipeline on a subset, a few epochs.
@@ -155,9 +166,13 @@ def measure(
         },
     )
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in vae_kw.items()}
+    _log("[digits] VAE ...", quiet)
+    # Trained once: the ELBO is the same for both priors (N(0, I) while training); the
+    # mixture is fitted ex post, so N(0, I) is the same network with the mixture removed.
+    m, tt = _timed(lambda: train_vae(xt, prior="mixture", **common, **vae_kw))
     for prior in ("mixture", "normal"):
-        _log(f"[digits] VAE, {prior} prior ...", quiet)
-        m, tt = _timed(lambda p=prior: train_vae(xt, prior=p, **common, **vae_kw))  # type: ignore[misc]
+        if prior == "normal":
+            m.set_prior(None)
         w = export(m)
         # x ~ p(x | z) with the decoder's own noise (the model's distribution); for the
         # mixture prior also the decoder mean, what image VAEs usually show
@@ -175,6 +190,29 @@ def measure(
     if keep_samples:
         out["samples"] = samples
         out["real"] = (xe, ye, judge)
+    return out
+
+
+def _against_baseline(models: dict[str, Any]) -> list[str]:
+    """One line per deep model: does it beat the 40-component mixture on ED^2 and on the
+    judge's confidence? (A model that does not should say so.)"""
+    gmm = models.get("gmm40")
+    if not gmm:
+        return []
+    out = [""]
+    for key, name in (("ncsn", "The NCSN"), ("vae_mixture", "The VAE (mixture prior)")):
+        v = models.get(key)
+        if not v:
+            continue
+        parts = []
+        for metric, label, better in (
+            ("energy_distance_sq", "ED^2", lambda a, b: a < b),
+            ("confidence", "judge confidence", lambda a, b: a > b),
+        ):
+            a, b = v[metric], gmm[metric]
+            verdict = "beats" if better(a, b) else "does not beat"
+            parts.append(f"{verdict} it on {label} ({a:.4f} vs {b:.4f})")
+        out.append(f"{name} against the 40-component Gaussian mixture: {'; '.join(parts)}.")
     return out
 
 
@@ -276,12 +314,6 @@ def markdown(r: dict[str, Any], titles: dict[str, str]) -> str:
         val = "—" if t["value"] is None else f"{t['value']:.4g}"
         tag = " (stretch)" if t["stretch"] else ""
         lines.append(f"| {t['model']} {t['metric']} {t['bound']}{tag} | {val} | {t['status']} |")
-    gmm, ncsn = m.get("gmm40"), m.get("ncsn")
-    if gmm and ncsn and ncsn["energy_distance_sq"] > gmm["energy_distance_sq"]:
-        lines += [
-            "",
-            f"The NCSN does not beat the 40-component Gaussian mixture on ED^2 "
-            f"({ncsn['energy_distance_sq']:.4f} vs {gmm['energy_distance_sq']:.4f}).",
-        ]
+    lines += _against_baseline(m)
     lines += ["", "Figures: " + ", ".join(f"digits_{k}.png" for k in m), ""]
     return "\n".join(lines)

@@ -75,7 +75,9 @@ likelihood or a Gaussian-mixture prior is version 2: the version-1 keys and tens
   ========================  ==================================================================
 
   The two Bernoulli likelihoods model data in [0, 1] (pixel intensities) as they are: such a
-  file has no ``norm.*`` tensors.
+  file has no ``norm.*`` tensors. A Gaussian decoder whose variance is one shared number
+  (``train_vae(variance="shared")``) needs nothing new: the log-variance rows of its last
+  layer are zero and their biases hold the value.
 - for a mixture prior p(z) = sum_c w_c N(mu_c, L_c L_c^T), all three of (else none of, for
   N(0, I))
 

@@ -53,6 +53,9 @@ def _module_factory(name: str) -> Callable[[], nn.Module]:
 
 #: activation name -> torch module constructor, from the one activation table
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {n: _module_factory(n) for n in _acts.HIDDEN}
+#: A Gaussian VAE decoder's variance: the network's output per z ("conditional") or one value
+#: for every coordinate and z, at its maximum-likelihood value ("shared").
+VARIANCES = ("conditional", "shared")
 
 
 def _hidden(hidden: Any) -> tuple[int, ...]:
@@ -436,8 +439,13 @@ class VAE(_Normalised):
 
     ``likelihood``:
 
-    * ``"gaussian"`` (default): N(mu(z), diag exp(logvar(z))) with a *learned* variance; the
-      decoder outputs [mu | logvar] (2d values);
+    * ``"gaussian"`` (default): N(mu(z), diag exp(logvar)) with a *learned* variance; the
+      decoder outputs [mu | logvar] (2d values). ``variance="conditional"`` (default): the
+      network outputs logvar(z) for every coordinate; ``"shared"``: one log-variance for
+      every coordinate and every z, at its maximum-likelihood value (the calibrated decoder of
+      Rybkin et al. 2021, "sigma-VAE"; buffer ``log_variance``, see :meth:`log_px` and
+      :meth:`fit_variance`), exported as constant logvar outputs. On images the conditional variance
+      lets the decoder explain detail away as noise (blurry means); a shared one cannot;
     * ``"bernoulli"``: prod_i Bernoulli(lambda_i(z)), lambda = sigmoid(logits), the decoder
       outputs d logits; for data in [0, 1] (pixel intensities) log p is the negative binary
       cross-entropy with the continuous targets;
@@ -460,6 +468,7 @@ class VAE(_Normalised):
     prior_weights: torch.Tensor  # registered buffers, declared for the type checker
     prior_means: torch.Tensor
     prior_chol: torch.Tensor
+    log_variance: torch.Tensor
 
     def __init__(
         self,
@@ -469,10 +478,17 @@ class VAE(_Normalised):
         activation: str = "silu",
         *,
         likelihood: str = "gaussian",
+        variance: str = "conditional",
         shift: Any = None,
         scale: Any = None,
     ) -> None:
         likelihood = as_choice(likelihood, "likelihood", LIKELIHOODS)
+        variance = as_choice(variance, "variance", VARIANCES)
+        if variance != "conditional" and likelihood != "gaussian":
+            raise ValueError(
+                f"variance={variance!r} is a Gaussian decoder's option; a {likelihood} decoder "
+                "has no separate variance"
+            )
         if likelihood != "gaussian" and (shift is not None or scale is not None):
             raise ValueError(
                 f"likelihood={likelihood!r} models values in [0, 1] as they are: give no "
@@ -483,10 +499,15 @@ class VAE(_Normalised):
         self.hidden = _hidden(hidden)
         self.activation = activation
         self.likelihood = likelihood
+        self.variance = variance
         k = self.latent_dim
         self.encoder = mlp(self.dim, self.hidden, 2 * k, activation)
-        out = 2 * self.dim if likelihood == "gaussian" else self.dim
+        out = 2 * self.dim if variance == "conditional" and likelihood == "gaussian" else self.dim
         self.decoder = mlp(k, self.hidden, out, activation)
+        # Shared variance: not learned by gradient steps but set to its maximum-likelihood
+        # value, the mean squared reconstruction error (Rybkin et al.'s "optimal sigma"): per
+        # batch while training (see log_px), over the training data at the end.
+        self.register_buffer("log_variance", torch.zeros(1 if variance == "shared" else 0))
         self.register_buffer("prior_weights", torch.zeros(0))
         self.register_buffer("prior_means", torch.zeros(0, k))
         self.register_buffer("prior_chol", torch.zeros(0, k, k))
@@ -533,6 +554,24 @@ class VAE(_Normalised):
         seed = as_int(seed, "seed", 0, 2**32 - 1)
         mu = self.encodings(x)
         return self._fit_prior(mu, components, seed)
+
+    @torch.no_grad()
+    def fit_variance(self, x: Any, *, seed: int = 0) -> VAE:
+        """Set a shared decoder variance to its maximum-likelihood value for data-space points
+        x: the mean squared error of the decoder means at one posterior draw z ~ q(z|x) per
+        point (model coordinates). Returns the model."""
+        if self.variance != "shared":
+            raise ValueError("fit_variance needs a decoder with variance='shared'")
+        return self._fit_variance(self.to_model(x), as_int(seed, "seed", 0))
+
+    @torch.no_grad()
+    def _fit_variance(self, u: torch.Tensor, seed: int) -> VAE:
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        mu, lv = self.encode(u)
+        z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g, device=mu.device)
+        mse = float(((self.decoder(z) - u) ** 2).mean())
+        self.log_variance.fill_(math.log(max(mse, 1e-12)))
+        return self
 
     def _fit_prior(self, mu: np.ndarray, components: int, seed: int) -> VAE:
         if components > mu.shape[0]:
@@ -584,18 +623,21 @@ class VAE(_Normalised):
             raise TypeError(
                 f"a {self.likelihood} decoder outputs logits: use forward(z) or mean(z)"
             )
-        h = self.decoder(z)
+        h = self.forward(z)
         return h[:, : self.dim], h[:, self.dim :]
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder output: [mean | log-variance] [n, 2d] (Gaussian) or logits [n, d]: what the
         exported weights compute."""
-        return self.decoder(z)
+        h = self.decoder(z)
+        if self.variance != "shared":
+            return h
+        return torch.cat([h, self.log_variance.expand(h.shape[0], self.dim)], dim=1)
 
     def mean(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean E[u | z] [n, d] in model coordinates: mu (Gaussian), lambda =
         sigmoid(logits) (Bernoulli) or the continuous Bernoulli's mean (float64 there)."""
-        h = self.decoder(z)
+        h = self.forward(z)
         if self.likelihood == "gaussian":
             return h[:, : self.dim]
         if self.likelihood == "bernoulli":
@@ -603,8 +645,17 @@ class VAE(_Normalised):
         return objectives.cb_mean(h)
 
     def log_px(self, u: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(u|z) [n], summed over the d values."""
-        h = self.decoder(z)
+        """log p(u|z) [n], summed over the d values. In training mode a shared variance is the
+        batch's maximum-likelihood value (mean squared error, no gradient), which is also
+        stored; in eval mode the stored value is used."""
+        if self.variance == "shared" and self.training:
+            mean = self.decoder(z)
+            with torch.no_grad():
+                self.log_variance.copy_(((u - mean) ** 2).mean().clamp(min=1e-12).log())
+            return objectives.gaussian_log_prob(
+                u, torch.cat([mean, self.log_variance.expand_as(mean)], 1)
+            )
+        h = self.forward(z)
         if self.likelihood == "gaussian":
             return objectives.gaussian_log_prob(u, h)
         if self.likelihood == "bernoulli":
@@ -621,6 +672,7 @@ class VAE(_Normalised):
             "activation": self.activation,
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood,
+            **({"variance": self.variance} if self.variance != "conditional" else {}),
             "prior": "mixture" if K else "normal",
             **({"prior_components": K} if K else {}),
         }
@@ -640,6 +692,11 @@ class VAE(_Normalised):
             for m in self.decoder
             if isinstance(m, nn.Linear)
         ]
+        if self.variance == "shared":
+            # the shared log-variance as d constant outputs: zero weights, the value as bias
+            W, b = layers[-1]
+            lv = np.full(self.dim, float(self.log_variance.detach()), dtype=np.float32)
+            layers[-1] = (np.vstack([W, np.zeros_like(W)]), np.concatenate([b, lv]))
         return Weights(layers, [self.activation] * (len(layers) - 1), **settings)
 
     def _log_jacobian(self) -> float:
@@ -681,7 +738,7 @@ class VAE(_Normalised):
         noise = as_bool(noise, "noise")
         g = torch.Generator(device=self.device).manual_seed(int(seed))
         z = self.sample_prior(n, g)
-        h = self.decoder(z)
+        h = self.forward(z)
         if self.likelihood == "gaussian":
             mu, logvar = h[:, : self.dim], h[:, self.dim :]
             u = (
