@@ -309,10 +309,15 @@ def _param_count(
     return mlp([d + (model == "ncsn"), *hidden, d])
 
 
+def _image_vae(a: argparse.Namespace) -> bool:
+    """A VAE with a Bernoulli likelihood: train_vae's image defaults apply."""
+    return bool(a.model == "vae" and a.likelihood != "gaussian")
+
+
 def _check_training_memory(a: argparse.Namespace, d: int) -> None:
     """Refuse a network that cannot fit before torch tries: a refused allocation is an
     exception, but one that the kernel grants and then cannot back ends the process."""
-    image = a.model == "vae" and a.likelihood != "gaussian"
+    image = _image_vae(a)
     hidden = a.hidden or (IMAGE_VAE_HIDDEN if image else TRAIN_HIDDEN[a.model])
     latent = a.latent_dim or (IMAGE_VAE_LATENT if image else VAE_LATENT)
     params = _param_count(a.model, d, hidden, latent, a.likelihood)
@@ -338,8 +343,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     data = _load_data(a.data, a.n, a.seed, a.columns)
     n, d = data.shape
     _check_training_memory(a, d)
-    image = a.model == "vae" and a.likelihood != "gaussian"
-    epochs = a.epochs or (IMAGE_VAE_EPOCHS if image else TRAIN_EPOCHS[a.model])
+    epochs = a.epochs or (IMAGE_VAE_EPOCHS if _image_vae(a) else TRAIN_EPOCHS[a.model])
     threads = a.threads
     _note(f"loading PyTorch to train {a.model} ...", a.quiet)
     # torch loads only for the commands that train: sampling and plotting start fast
