@@ -298,13 +298,13 @@ def _load_weights(path: str) -> Weights:
 
 
 def _param_count(
-    model: str, d: int, hidden: Sequence[int], latent: int, likelihood: str = "gaussian"
+    model: str, d: int, hidden: Sequence[int], latent: int, mean_and_variance: bool = True
 ) -> int:
     def mlp(sizes: Sequence[int]) -> int:
         return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
-    if model == "vae":
-        out = 2 * d if likelihood == "gaussian" else d
+    if model == "vae":  # the decoder outputs [mean | log-variance], or one value per column
+        out = 2 * d if mean_and_variance else d
         return mlp([d, *hidden, 2 * latent]) + mlp([latent, *hidden, out])
     return mlp([d + (model == "ncsn"), *hidden, d])
 
@@ -320,7 +320,8 @@ def _check_training_memory(a: argparse.Namespace, d: int) -> None:
     image = _image_vae(a)
     hidden = a.hidden or (IMAGE_VAE_HIDDEN if image else TRAIN_HIDDEN[a.model])
     latent = a.latent_dim or (IMAGE_VAE_LATENT if image else VAE_LATENT)
-    params = _param_count(a.model, d, hidden, latent, a.likelihood)
+    two_outputs = a.likelihood == "gaussian" and a.variance == "conditional"
+    params = _param_count(a.model, d, hidden, latent, two_outputs)
     # float32 weights, gradients, Adam's two moments, and the averaged / best-epoch copy
     need = 5 * 4 * params
     avail = _available_memory()

@@ -439,13 +439,13 @@ class VAE(_Normalised):
 
     ``likelihood``:
 
-    * ``"gaussian"`` (default): N(mu(z), diag exp(logvar)) with a *learned* variance; the
-      decoder outputs [mu | logvar] (2d values). ``variance="conditional"`` (default): the
-      network outputs logvar(z) for every coordinate; ``"shared"``: one log-variance for
-      every coordinate and every z, at its maximum-likelihood value (the calibrated decoder of
-      Rybkin et al. 2021, "sigma-VAE"; buffer ``log_variance``, see :meth:`log_px` and
-      :meth:`fit_variance`), exported as constant logvar outputs. On images the conditional variance
-      lets the decoder explain detail away as noise (blurry means); a shared one cannot;
+    * ``"gaussian"`` (default): N(mu(z), diag exp(logvar)); the decoder outputs [mu | logvar]
+      (2d values). ``variance="conditional"`` (default): the network learns logvar(z) for
+      every coordinate; ``"shared"``: one log-variance for every coordinate and every z, kept
+      at its maximum-likelihood value (the calibrated decoder of Rybkin et al. 2021,
+      "sigma-VAE"; buffer ``log_variance``, see :meth:`log_px` and :meth:`fit_variance`),
+      exported as constant logvar outputs. On images the conditional variance lets the
+      decoder explain detail away as noise (blurry means); a shared one cannot;
     * ``"bernoulli"``: prod_i Bernoulli(lambda_i(z)), lambda = sigmoid(logits), the decoder
       outputs d logits; for data in [0, 1] (pixel intensities) log p is the negative binary
       cross-entropy with the continuous targets;
@@ -569,9 +569,13 @@ class VAE(_Normalised):
         g = torch.Generator(device=self.device).manual_seed(seed)
         mu, lv = self.encode(u)
         z = mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g, device=mu.device)
-        mse = float(((self.decoder(z) - u) ** 2).mean())
-        self.log_variance.fill_(math.log(max(mse, 1e-12)))
+        self._store_variance(u, self.decoder(z))
         return self
+
+    @torch.no_grad()
+    def _store_variance(self, u: torch.Tensor, mean: torch.Tensor) -> None:
+        # the maximum-likelihood shared variance: the mean squared error (floored: log 0)
+        self.log_variance.copy_(((u - mean) ** 2).mean().clamp(min=1e-12).log())
 
     def _fit_prior(self, mu: np.ndarray, components: int, seed: int) -> VAE:
         if components > mu.shape[0]:
@@ -629,7 +633,10 @@ class VAE(_Normalised):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decoder output: [mean | log-variance] [n, 2d] (Gaussian) or logits [n, d]: what the
         exported weights compute."""
-        h = self.decoder(z)
+        return self._with_variance(self.decoder(z))
+
+    def _with_variance(self, h: torch.Tensor) -> torch.Tensor:
+        # a shared log-variance joins the network's means as d constant outputs
         if self.variance != "shared":
             return h
         return torch.cat([h, self.log_variance.expand(h.shape[0], self.dim)], dim=1)
@@ -648,14 +655,10 @@ class VAE(_Normalised):
         """log p(u|z) [n], summed over the d values. In training mode a shared variance is the
         batch's maximum-likelihood value (mean squared error, no gradient), which is also
         stored; in eval mode the stored value is used."""
+        h = self.decoder(z)
         if self.variance == "shared" and self.training:
-            mean = self.decoder(z)
-            with torch.no_grad():
-                self.log_variance.copy_(((u - mean) ** 2).mean().clamp(min=1e-12).log())
-            return objectives.gaussian_log_prob(
-                u, torch.cat([mean, self.log_variance.expand_as(mean)], 1)
-            )
-        h = self.forward(z)
+            self._store_variance(u, h)
+        h = self._with_variance(h)
         if self.likelihood == "gaussian":
             return objectives.gaussian_log_prob(u, h)
         if self.likelihood == "bernoulli":
